@@ -1,0 +1,78 @@
+"""Users own accounts; accounts own credits and API keys."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def _public_id() -> str:
+    return "user_" + secrets.token_hex(12)
+
+
+class Account(models.Model):
+    """The entity that pays: a person's own account, or an organization's."""
+
+    class Kind(models.TextChoices):
+        PERSONAL = "personal"
+        ORGANIZATION = "organization"
+
+    public_id = models.CharField(max_length=40, unique=True, default=_public_id)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PERSONAL)
+    name = models.CharField(max_length=200, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="accounts")
+    # Cached sums of the ledger, in nano-dollars. ``balance == total_credits - total_usage``
+    # and ``balance == sum(ledger entries)``: billing.services keeps them, check_ledger verifies.
+    balance = models.BigIntegerField(default=0)
+    total_credits = models.BigIntegerField(default=0)
+    total_usage = models.BigIntegerField(default=0)
+    total_purchased = models.BigIntegerField(default=0)
+    # "Allow use of my inputs/outputs": 1% discount on usage.
+    allow_training_discount = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(balance=models.F("total_credits") - models.F("total_usage")),
+                name="account_balance_is_credits_minus_usage",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.owner} ({self.public_id})"
+
+
+class ApiKey(models.Model):
+    """An API key. Only its SHA-256 is stored; the hash is also its public id."""
+
+    class LimitReset(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+
+    hash = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=200)
+    label = models.CharField(max_length=40)
+    is_management = models.BooleanField(default=False)
+    disabled = models.BooleanField(default=False)
+    limit = models.BigIntegerField(null=True, blank=True)  # nano-dollars
+    limit_reset = models.CharField(max_length=8, choices=LimitReset.choices, null=True, blank=True)
+    include_byok_in_limit = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(limit__gte=0) | models.Q(limit__isnull=True), name="key_limit_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.label})"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ChatroomConfig(AppConfig):
+    name = "chatroom"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,46 @@
+"""ASGI entry point.
+
+The two inference routes go straight to the gateway's own ASGI handler (no Django
+view or middleware machinery on the hot path); websockets go to Channels
+consumers; everything else is ordinary Django.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openrouter_site.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from chatroom.routing import websocket_urlpatterns  # noqa: E402
+from routing.gateway import GatewayApp  # noqa: E402
+
+django_app = get_asgi_application()
+gateway_app = GatewayApp()
+
+GATEWAY_PATHS = {
+    "/api/v1/chat/completions": "chat",
+    "/api/v1/completions": "completions",
+}
+
+
+async def http_app(scope, receive, send):
+    kind = GATEWAY_PATHS.get(scope["path"].rstrip("/") or "/")
+    if kind is not None:
+        await gateway_app(scope, receive, send, kind)
+    else:
+        await django_app(scope, receive, send)
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        "lifespan": gateway_app.lifespan,
+    }
+)
