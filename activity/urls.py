@@ -1,3 +1,8 @@
 from django.urls import path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns = [
+    path("generation", api.GenerationApi.as_view()),
+    path("activity", api.ActivityApi.as_view()),
+]

@@ -1,3 +1,7 @@
 from django.urls import path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns = [
+    path("credits", api.CreditsApi.as_view()),
+]

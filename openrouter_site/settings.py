@@ -194,3 +194,5 @@ COUNTER_PREFIX = os.environ.get("COUNTER_PREFIX", "or")
 # Credits granted to a new account (USD, promotional).
 SIGNUP_FREE_CREDITS_USD = os.environ.get("SIGNUP_FREE_CREDITS_USD", "0")
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
+# The model used when a request names none.
+DEFAULT_MODEL = os.environ.get("DEFAULT_MODEL", "openai/gpt-4o-mini")

@@ -1,0 +1,74 @@
+"""API keys as OpenRouter renders them (amounts in USD numbers)."""
+
+from __future__ import annotations
+
+import uuid
+
+from activity.selectors import KeyUsage
+from billing.money import nanos_to_usd_number
+
+from .models import Account, ApiKey
+
+WORKSPACE_NAMESPACE = uuid.UUID("6f1d2c1e-2b7a-4a61-9a8e-0e6bd5b1c0aa")
+
+
+def workspace_id(account: Account) -> str:
+    return str(uuid.uuid5(WORKSPACE_NAMESPACE, account.public_id))
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _window_usage(api_key: ApiKey, usage: KeyUsage) -> int:
+    return {"daily": usage.daily, "weekly": usage.weekly, "monthly": usage.monthly}.get(api_key.limit_reset, usage.total)
+
+
+def _limit_fields(api_key: ApiKey, usage: KeyUsage) -> dict:
+    remaining = None
+    if api_key.limit is not None:
+        remaining = nanos_to_usd_number(max(api_key.limit - _window_usage(api_key, usage), 0))
+    return {
+        "limit": nanos_to_usd_number(api_key.limit) if api_key.limit is not None else None,
+        "limit_remaining": remaining,
+        "limit_reset": api_key.limit_reset,
+        "include_byok_in_limit": api_key.include_byok_in_limit,
+        "usage": nanos_to_usd_number(usage.total),
+        "usage_daily": nanos_to_usd_number(usage.daily),
+        "usage_weekly": nanos_to_usd_number(usage.weekly),
+        "usage_monthly": nanos_to_usd_number(usage.monthly),
+        "byok_usage": 0.0,
+        "byok_usage_daily": 0.0,
+        "byok_usage_weekly": 0.0,
+        "byok_usage_monthly": 0.0,
+    }
+
+
+def key_body(api_key: ApiKey, usage: KeyUsage) -> dict:
+    """The management API's Key object."""
+    return {
+        "hash": api_key.hash,
+        "name": api_key.name,
+        "label": api_key.label,
+        "disabled": api_key.disabled,
+        **_limit_fields(api_key, usage),
+        "created_at": _iso(api_key.created_at),
+        "updated_at": _iso(api_key.updated_at),
+        "creator_user_id": api_key.account.public_id,
+        "expires_at": _iso(api_key.expires_at),
+        "workspace_id": workspace_id(api_key.account),
+    }
+
+
+def current_key_body(api_key: ApiKey, usage: KeyUsage) -> dict:
+    """GET /key: the calling key."""
+    return {
+        "label": api_key.label,
+        **_limit_fields(api_key, usage),
+        "is_free_tier": api_key.account.total_purchased == 0,
+        "is_management_key": api_key.is_management,
+        "is_provisioning_key": api_key.is_management,
+        "creator_user_id": api_key.account.public_id,
+        "expires_at": _iso(api_key.expires_at),
+        "rate_limit": {"requests": -1, "interval": "1h", "note": "This field is deprecated and safe to ignore."},
+    }

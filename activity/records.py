@@ -1,0 +1,47 @@
+"""What routing hands to billing and activity when a request ends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class GenerationRecord:
+    id: str
+    account_id: int
+    api_key_id: int | None
+    key_hash: str
+    key_window: str | None  # key-limit window of the hold; None when the key has no limit
+    created_at: dt.datetime
+    held: int  # nano-dollars reserved for the request
+    cost: int = 0  # nano-dollars charged (after discounts, capped at ``held``)
+    cost_prompt: int = 0
+    cost_completion: int = 0
+    upstream_cost: int = 0
+    api_type: str = "completions"
+    model: str = ""
+    requested_model: str = ""
+    provider_name: str = ""
+    provider_slug: str = ""
+    endpoint_id: int | None = None
+    upstream_id: str = ""
+    tokens_prompt: int = 0
+    tokens_completion: int = 0
+    tokens_reasoning: int = 0
+    tokens_cached: int = 0
+    tokens_cache_write: int = 0
+    latency_ms: int | None = None
+    generation_time_ms: int | None = None
+    first_token_ms: int | None = None
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    streamed: bool = False
+    cancelled: bool = False
+    is_byok: bool = False
+    http_referer: str = ""
+    app_title: str = ""
+    user_agent: str = ""
+    external_user: str = ""
+    session_id: str = ""
+    provider_responses: list = field(default_factory=list)

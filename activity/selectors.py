@@ -1,0 +1,74 @@
+"""Reads about generations and usage. Every query is scoped to an account."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+
+from .models import Generation
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    total: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+
+def _window_starts(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - dt.timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    return day, week, month
+
+
+def key_usage_by_key(*, key_ids: list[int], now: dt.datetime | None = None) -> dict[int, KeyUsage]:
+    """Spend of each key (nano-dollars): lifetime, this UTC day, this Monday-based week, this month."""
+    if not key_ids:
+        return {}
+    day, week, month = _window_starts(now or dt.datetime.now(dt.UTC))
+    rows = (
+        Generation.objects.filter(api_key_id__in=key_ids)
+        .values("api_key_id")
+        .annotate(
+            total=Sum("cost"),
+            daily=Sum("cost", filter=Q(created_at__gte=day)),
+            weekly=Sum("cost", filter=Q(created_at__gte=week)),
+            monthly=Sum("cost", filter=Q(created_at__gte=month)),
+        )
+    )
+    return {
+        row["api_key_id"]: KeyUsage(
+            total=row["total"] or 0, daily=row["daily"] or 0, weekly=row["weekly"] or 0, monthly=row["monthly"] or 0
+        )
+        for row in rows
+    }
+
+
+def generation_get(*, account_id: int, generation_id: str) -> Generation | None:
+    return Generation.objects.filter(account_id=account_id, id=generation_id).select_related("api_key").first()
+
+
+def activity_by_day(*, account_id: int, since: dt.date, until: dt.date, key_id: int | None = None) -> list[dict]:
+    """Per UTC day, model and provider: spend, requests and tokens."""
+    rows = Generation.objects.filter(
+        account_id=account_id, created_at__date__gte=since, created_at__date__lte=until
+    )
+    if key_id is not None:
+        rows = rows.filter(api_key_id=key_id)
+    return list(
+        rows.annotate(day=TruncDate("created_at"))
+        .values("day", "model", "provider_name", "endpoint_id")
+        .annotate(
+            usage=Sum("cost"),
+            requests=Count("id"),
+            prompt_tokens=Sum("tokens_prompt"),
+            completion_tokens=Sum("tokens_completion"),
+            reasoning_tokens=Sum("tokens_reasoning"),
+        )
+        .order_by("-day", "model", "provider_name")
+    )

@@ -1,0 +1,373 @@
+"""Credit holds: how parallel requests share a balance without overspending it.
+
+The ledger in the database is the truth; these counters are its fast mirror for
+the request path. Per account they keep the balance as of the last committed
+ledger change (``bal``) and the sum of holds of requests still running
+(``held``); per API key with a limit, what the key spent in the current limit
+window (``spent``) and its running holds (``kheld``).
+
+- ``hold`` reserves a request's worst-case cost, atomically, only if
+  ``bal - held`` (and the key's ``limit - spent - kheld``) covers it. A balance
+  at or below zero refuses everything, free models included.
+- ``settle`` runs only *after* the ledger transaction that charged the real cost
+  committed: it lowers ``bal`` by the charge and releases the hold. A crash in
+  between leaves the hold in place, which only understates what is available.
+- ``adjust`` mirrors any other committed ledger movement (grants, purchases).
+
+Two stores implement this: Redis (Lua scripts, shared by every process) when
+``REDIS_URL`` is set, else an in-process store. A missing ``bal``/``spent`` is
+loaded from the database; a per-account version, bumped by every settle and
+adjust, makes that load safe against a settle racing it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Sum
+
+from openrouter_site import redis_clients
+
+WINDOW_TTL_SECONDS = 40 * 86400
+LOCAL_SNAPSHOT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    ok: bool
+    reason: str | None  # "balance" | "key_limit"
+    available: int  # nano-dollars left for the check that decided
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    account_id: int
+    key_hash: str | None
+    window: str | None  # the key-limit window the hold was taken in, None if the key has no limit
+    held: int
+    charged: int
+
+
+def limit_window(limit_reset: str | None, now: dt.datetime | None = None) -> str:
+    """The id of the current key-limit window: UTC day, Monday-based week, or month."""
+    now = now or dt.datetime.now(dt.UTC)
+    if limit_reset == "daily":
+        return now.strftime("d%Y%m%d")
+    if limit_reset == "weekly":
+        monday = now.date() - dt.timedelta(days=now.weekday())
+        return monday.strftime("w%Y%m%d")
+    if limit_reset == "monthly":
+        return now.strftime("m%Y%m")
+    return "all"
+
+
+def window_start(window: str) -> dt.datetime | None:
+    if window == "all":
+        return None
+    if window[0] == "m":
+        return dt.datetime.strptime(window[1:] + "01", "%Y%m%d").replace(tzinfo=dt.UTC)
+    return dt.datetime.strptime(window[1:], "%Y%m%d").replace(tzinfo=dt.UTC)
+
+
+def _db_balance(account_id: int) -> int:
+    from accounts.models import Account
+
+    return Account.objects.filter(id=account_id).values_list("balance", flat=True).first() or 0
+
+
+def _db_key_spent(key_hash: str, window: str) -> int:
+    from activity.models import Generation
+
+    rows = Generation.objects.filter(api_key__hash=key_hash)
+    start = window_start(window)
+    if start is not None:
+        rows = rows.filter(created_at__gte=start)
+    return rows.aggregate(total=Sum("cost"))["total"] or 0
+
+
+_db_balance_async = sync_to_async(_db_balance, thread_sensitive=False)
+_db_key_spent_async = sync_to_async(_db_key_spent, thread_sensitive=False)
+
+
+# --- Redis store ---------------------------------------------------------------------------
+
+_HOLD_LUA = """
+local bal = redis.call('GET', KEYS[1])
+if not bal then return {-1, 0} end
+local avail = tonumber(bal) - tonumber(redis.call('GET', KEYS[2]) or '0')
+local amount = tonumber(ARGV[1])
+if avail <= 0 or avail < amount then return {0, avail} end
+if ARGV[2] ~= '' then
+  local spent = redis.call('GET', KEYS[3])
+  if not spent then return {-2, 0} end
+  local kavail = tonumber(ARGV[2]) - tonumber(spent) - tonumber(redis.call('GET', KEYS[4]) or '0')
+  if kavail <= 0 or kavail < amount then return {2, kavail} end
+  redis.call('INCRBY', KEYS[4], amount)
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
+redis.call('INCRBY', KEYS[2], amount)
+return {1, avail}
+"""
+
+# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window
+_SETTLE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[2]) end
+redis.call('DECRBY', KEYS[2], ARGV[1])
+redis.call('INCR', KEYS[3])
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[2]) end
+  redis.call('DECRBY', KEYS[5], ARGV[1])
+  redis.call('INCR', KEYS[6])
+end
+return 1
+"""
+
+# KEYS: value key, version key ; ARGV: value, expected version, ttl (0 = none)
+_INIT_LUA = """
+local ver = redis.call('GET', KEYS[2]) or '0'
+if ver ~= ARGV[2] then return 0 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[1], 'NX')
+else redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) end
+return 1
+"""
+
+# KEYS: bal, held, ver ; ARGV: database balance, version seen before reading it
+_RECONCILE_LUA = """
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then return 0 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local old = tonumber(redis.call('GET', KEYS[1]))
+redis.call('SET', KEYS[1], ARGV[1])
+return old - tonumber(ARGV[1])
+"""
+
+# KEYS: bal, ver ; ARGV: delta
+_ADJUST_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+
+class RedisCounters:
+    def __init__(self) -> None:
+        self.prefix = settings.COUNTER_PREFIX
+        self._async_scripts: dict[int, tuple] = {}
+
+    def _acct(self, account_id: int) -> tuple[str, str, str]:
+        base = f"{self.prefix}:acct:{account_id}"
+        return f"{base}:bal", f"{base}:held", f"{base}:ver"
+
+    def _key(self, key_hash: str, window: str) -> tuple[str, str, str]:
+        base = f"{self.prefix}:key:{key_hash}:{window}"
+        return f"{base}:spent", f"{base}:held", f"{self.prefix}:key:{key_hash}:ver"
+
+    def _scripts(self):
+        client = redis_clients.async_client()
+        scripts = self._async_scripts.get(id(client))
+        if scripts is None:
+            scripts = (client, client.register_script(_HOLD_LUA), client.register_script(_INIT_LUA))
+            self._async_scripts[id(client)] = scripts
+        return scripts
+
+    async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
+        client, hold_script, init_script = self._scripts()
+        bal, held, ver = self._acct(account_id)
+        spent, kheld, kver = self._key(key_hash, window)
+        limit_arg = "" if key_limit is None else str(key_limit)
+        for _ in range(5):
+            code, available = await hold_script(
+                keys=[bal, held, spent, kheld], args=[amount, limit_arg, WINDOW_TTL_SECONDS]
+            )
+            if code == 1:
+                return HoldResult(True, None, int(available))
+            if code == 0:
+                return HoldResult(False, "balance", int(available))
+            if code == 2:
+                return HoldResult(False, "key_limit", int(available))
+            if code == -1:
+                version = (await client.get(ver)) or b"0"
+                value = await _db_balance_async(account_id)
+                await init_script(keys=[bal, ver], args=[value, version, 0])
+            else:
+                version = (await client.get(kver)) or b"0"
+                value = await _db_key_spent_async(key_hash, window)
+                await init_script(keys=[spent, kver], args=[value, version, WINDOW_TTL_SECONDS])
+        raise RuntimeError("credit counters did not settle after 5 tries")
+
+    def settle(self, items: list[Settlement]) -> None:
+        client = redis_clients.sync_client()
+        script = client.register_script(_SETTLE_LUA)
+        pipe = client.pipeline(transaction=False)
+        for item in items:
+            bal, held, ver = self._acct(item.account_id)
+            if item.window is not None and item.key_hash:
+                spent, kheld, kver = self._key(item.key_hash, item.window)
+                has_window = "1"
+            else:
+                spent = kheld = kver = f"{self.prefix}:none"
+                has_window = "0"
+            script(keys=[bal, held, ver, spent, kheld, kver], args=[item.held, item.charged, has_window], client=pipe)
+        pipe.execute()
+
+    def adjust(self, *, account_id: int, delta: int) -> None:
+        client = redis_clients.sync_client()
+        bal, _held, ver = self._acct(account_id)
+        client.register_script(_ADJUST_LUA)(keys=[bal, ver], args=[delta])
+
+    def reconcile(self) -> int:
+        """Re-read idle accounts' balances from the database; returns how many mirrors were corrected."""
+        client = redis_clients.sync_client()
+        script = client.register_script(_RECONCILE_LUA)
+        corrected = 0
+        for name in client.scan_iter(f"{self.prefix}:acct:*:bal"):
+            account_id = int(name.decode().split(":")[-2])
+            bal, held, ver = self._acct(account_id)
+            version = client.get(ver) or b"0"
+            drift = script(keys=[bal, held, ver], args=[_db_balance(account_id), version])
+            corrected += 1 if drift else 0
+        return corrected
+
+    def forget_key(self, key_hash: str) -> None:
+        client = redis_clients.sync_client()
+        for name in client.scan_iter(f"{self.prefix}:key:{key_hash}:*:spent"):
+            client.delete(name)
+
+    def snapshot(self, account_id: int) -> dict[str, int | None]:
+        client = redis_clients.sync_client()
+        bal, held, _ver = self._acct(account_id)
+        raw_bal, raw_held = client.mget(bal, held)
+        return {"bal": None if raw_bal is None else int(raw_bal), "held": int(raw_held or 0)}
+
+    def reset(self) -> None:
+        client = redis_clients.sync_client()
+        for name in client.scan_iter(f"{self.prefix}:*"):
+            client.delete(name)
+
+
+# --- In-process store ------------------------------------------------------------------------
+
+
+class LocalCounters:
+    """The same semantics in one process, for the embedded default setup.
+
+    A balance mirror with no running holds is re-read from the database after
+    ``LOCAL_SNAPSHOT_SECONDS``, so credits granted by another process (a management
+    command, a Celery worker) show up without Redis.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bal: dict[int, tuple[int, float]] = {}
+        self._held: dict[int, int] = {}
+        self._ver: dict[object, int] = {}
+        self._spent: dict[tuple[str, str], int] = {}
+        self._kheld: dict[tuple[str, str], int] = {}
+
+    def _try_hold(self, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> tuple[int, int]:
+        with self._lock:
+            entry = self._bal.get(account_id)
+            held = self._held.get(account_id, 0)
+            if entry is None or (held == 0 and time.monotonic() - entry[1] > LOCAL_SNAPSHOT_SECONDS):
+                return -1, 0
+            available = entry[0] - held
+            if available <= 0 or available < amount:
+                return 0, available
+            if key_limit is not None:
+                spent = self._spent.get((key_hash, window))
+                if spent is None:
+                    return -2, 0
+                kavail = key_limit - spent - self._kheld.get((key_hash, window), 0)
+                if kavail <= 0 or kavail < amount:
+                    return 2, kavail
+                self._kheld[(key_hash, window)] = self._kheld.get((key_hash, window), 0) + amount
+            self._held[account_id] = held + amount
+            return 1, available
+
+    def _init(self, store: dict, name, value: int, expected: int, version_key) -> None:
+        with self._lock:
+            if self._ver.get(version_key, 0) != expected:
+                return
+            if store is self._bal:
+                store[name] = (value, time.monotonic())
+            else:
+                store.setdefault(name, value)
+
+    async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
+        for _ in range(5):
+            code, available = self._try_hold(account_id, amount, key_hash, key_limit, window)
+            if code == 1:
+                return HoldResult(True, None, available)
+            if code == 0:
+                return HoldResult(False, "balance", available)
+            if code == 2:
+                return HoldResult(False, "key_limit", available)
+            if code == -1:
+                version = self._ver.get(("acct", account_id), 0)
+                value = await _db_balance_async(account_id)
+                self._init(self._bal, account_id, value, version, ("acct", account_id))
+            else:
+                version = self._ver.get(("key", key_hash), 0)
+                value = await _db_key_spent_async(key_hash, window)
+                self._init(self._spent, (key_hash, window), value, version, ("key", key_hash))
+        raise RuntimeError("credit counters did not settle after 5 tries")
+
+    def settle(self, items: list[Settlement]) -> None:
+        with self._lock:
+            for item in items:
+                entry = self._bal.get(item.account_id)
+                if entry is not None:
+                    self._bal[item.account_id] = (entry[0] - item.charged, entry[1])
+                self._held[item.account_id] = self._held.get(item.account_id, 0) - item.held
+                self._ver[("acct", item.account_id)] = self._ver.get(("acct", item.account_id), 0) + 1
+                if item.window is not None and item.key_hash:
+                    name = (item.key_hash, item.window)
+                    if name in self._spent:
+                        self._spent[name] += item.charged
+                    self._kheld[name] = self._kheld.get(name, 0) - item.held
+                    self._ver[("key", item.key_hash)] = self._ver.get(("key", item.key_hash), 0) + 1
+
+    def adjust(self, *, account_id: int, delta: int) -> None:
+        with self._lock:
+            entry = self._bal.get(account_id)
+            if entry is not None:
+                self._bal[account_id] = (entry[0] + delta, entry[1])
+            self._ver[("acct", account_id)] = self._ver.get(("acct", account_id), 0) + 1
+
+    def reconcile(self) -> int:
+        """Nothing to do: idle mirrors are re-read from the database after a few seconds anyway."""
+        return 0
+
+    def forget_key(self, key_hash: str) -> None:
+        with self._lock:
+            for name in [n for n in self._spent if n[0] == key_hash]:
+                del self._spent[name]
+            self._ver[("key", key_hash)] = self._ver.get(("key", key_hash), 0) + 1
+
+    def snapshot(self, account_id: int) -> dict[str, int | None]:
+        with self._lock:
+            entry = self._bal.get(account_id)
+            return {"bal": None if entry is None else entry[0], "held": self._held.get(account_id, 0)}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._bal.clear()
+            self._held.clear()
+            self._ver.clear()
+            self._spent.clear()
+            self._kheld.clear()
+
+
+_store: RedisCounters | LocalCounters | None = None
+
+
+def counters() -> RedisCounters | LocalCounters:
+    global _store
+    if _store is None:
+        _store = RedisCounters() if redis_clients.redis_enabled() else LocalCounters()
+    return _store

@@ -1,0 +1,167 @@
+"""Every movement of credits. Each function owns its transaction.
+
+Balances change only here, always together with a ledger entry, with the account
+row locked; ``Account.balance`` therefore always equals the sum of its entries.
+Counters (billing.counters) are told after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from accounts.models import Account
+from activity.models import Generation
+from activity.records import GenerationRecord
+
+from .counters import Settlement, counters
+from .models import LedgerEntry
+
+logger = logging.getLogger("openrouter.billing")
+
+
+def credits_grant(
+    *,
+    account: Account,
+    amount: int,
+    idempotency_key: str,
+    kind: str = LedgerEntry.Kind.GRANT,
+    memo: str = "",
+    reference: str = "",
+) -> LedgerEntry:
+    """Add ``amount`` nano-dollars to an account, once per ``idempotency_key``."""
+    if amount <= 0:
+        raise ValueError("a grant must be positive")
+    existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            locked = Account.objects.select_for_update().get(id=account.id)
+            new_balance = locked.balance + amount
+            entry = LedgerEntry.objects.create(
+                account=locked,
+                kind=kind,
+                amount=amount,
+                balance_after=new_balance,
+                idempotency_key=idempotency_key,
+                memo=memo,
+                reference=reference,
+            )
+            purchased = amount if kind == LedgerEntry.Kind.PURCHASE else 0
+            Account.objects.filter(id=locked.id).update(
+                balance=F("balance") + amount,
+                total_credits=F("total_credits") + amount,
+                total_purchased=F("total_purchased") + purchased,
+            )
+            transaction.on_commit(lambda: counters().adjust(account_id=locked.id, delta=amount))
+    except IntegrityError:
+        return LedgerEntry.objects.get(idempotency_key=idempotency_key)
+    account.refresh_from_db()
+    return entry
+
+
+def generations_settle(*, records: list[GenerationRecord]) -> int:
+    """Record finished generations and charge their cost, in one transaction.
+
+    Idempotent per generation id: a record already stored is neither recorded nor
+    charged again. Returns how many records were new. Holds are released in the
+    counters after the commit, for every record passed in.
+    """
+    if not records:
+        return 0
+    ids = [r.id for r in records]
+    with transaction.atomic():
+        done = set(Generation.objects.filter(id__in=ids).values_list("id", flat=True))
+        fresh = [r for r in records if r.id not in done]
+        by_account: dict[int, list[GenerationRecord]] = defaultdict(list)
+        for record in fresh:
+            by_account[record.account_id].append(record)
+        account_ids = sorted(by_account)
+        balances = dict(
+            Account.objects.select_for_update().filter(id__in=account_ids).order_by("id").values_list("id", "balance")
+        )
+        entries: list[LedgerEntry] = []
+        for account_id in account_ids:
+            if account_id not in balances:
+                logger.warning("settlement for a deleted account %s dropped", account_id)
+                continue
+            running = balances[account_id]
+            total = 0
+            for record in by_account[account_id]:
+                if record.cost <= 0:
+                    continue
+                running -= record.cost
+                total += record.cost
+                entries.append(
+                    LedgerEntry(
+                        account_id=account_id,
+                        kind=LedgerEntry.Kind.USAGE,
+                        amount=-record.cost,
+                        balance_after=running,
+                        idempotency_key=f"gen:{record.id}",
+                        reference=record.id,
+                    )
+                )
+            if total:
+                Account.objects.filter(id=account_id).update(
+                    balance=F("balance") - total, total_usage=F("total_usage") + total
+                )
+        Generation.objects.bulk_create(
+            [_generation_row(r) for r in fresh if r.account_id in balances], batch_size=500
+        )
+        LedgerEntry.objects.bulk_create(entries, batch_size=500)
+        settlements = [
+            Settlement(
+                account_id=r.account_id,
+                key_hash=r.key_hash,
+                window=r.key_window,
+                held=r.held,
+                charged=r.cost if r.id not in done and r.account_id in balances else 0,
+            )
+            for r in records
+        ]
+        transaction.on_commit(lambda: counters().settle(settlements))
+    return len(fresh)
+
+
+def _generation_row(r: GenerationRecord) -> Generation:
+    return Generation(
+        id=r.id,
+        account_id=r.account_id,
+        api_key_id=r.api_key_id,
+        created_at=r.created_at,
+        api_type=r.api_type,
+        model=r.model,
+        requested_model=r.requested_model,
+        provider_name=r.provider_name,
+        provider_slug=r.provider_slug,
+        endpoint_id=r.endpoint_id,
+        upstream_id=r.upstream_id[:200],
+        tokens_prompt=r.tokens_prompt,
+        tokens_completion=r.tokens_completion,
+        tokens_reasoning=r.tokens_reasoning,
+        tokens_cached=r.tokens_cached,
+        tokens_cache_write=r.tokens_cache_write,
+        cost=r.cost,
+        cost_prompt=r.cost_prompt,
+        cost_completion=r.cost_completion,
+        upstream_cost=r.upstream_cost,
+        is_byok=r.is_byok,
+        latency_ms=r.latency_ms,
+        generation_time_ms=r.generation_time_ms,
+        first_token_ms=r.first_token_ms,
+        finish_reason=r.finish_reason,
+        native_finish_reason=r.native_finish_reason,
+        streamed=r.streamed,
+        cancelled=r.cancelled,
+        http_referer=r.http_referer[:500],
+        app_title=r.app_title[:200],
+        user_agent=r.user_agent[:300],
+        external_user=r.external_user[:200],
+        session_id=r.session_id[:256],
+        provider_responses=r.provider_responses,
+    )

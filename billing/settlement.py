@@ -1,0 +1,114 @@
+"""The settlement writer: finished generations reach the database in batches.
+
+The request path never waits for the database. It hands a GenerationRecord to
+``settlement_submit`` (a queue append) and moves on; a background thread in the
+same process writes whatever has queued up every ``SETTLEMENT_FLUSH_SECONDS`` (or
+``SETTLEMENT_BATCH_SIZE`` records) in one transaction through
+``billing.services.generations_settle``, which charges the ledger, stores the
+generations and then releases the holds. A failed batch is retried (the holds
+stay in place meanwhile, so nothing can be overspent); a generation is charged
+once however often its batch is retried, because its ledger entry and row are
+unique by generation id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from activity.records import GenerationRecord
+
+logger = logging.getLogger("openrouter.settlement")
+
+
+class SettlementWriter:
+    def __init__(self) -> None:
+        self._queue: deque[GenerationRecord] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, record: GenerationRecord) -> None:
+        self._queue.append(record)
+        if self._thread is None:
+            self._start()
+        if len(self._queue) >= settings.SETTLEMENT_BATCH_SIZE:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="settlement-writer", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        interval = settings.SETTLEMENT_FLUSH_SECONDS
+        failures = 0
+        while True:
+            self._wake.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
+            self._wake.clear()
+            if not self._queue:
+                continue
+            try:
+                self._write_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                logger.exception("settlement batch failed (%s in a row); will retry", failures)
+                try:
+                    connection.close()
+                except Exception:
+                    pass
+
+    def _write_once(self) -> None:
+        from .services import generations_settle
+
+        batch = []
+        with self._idle:
+            self._busy = True
+        try:
+            while self._queue and len(batch) < settings.SETTLEMENT_BATCH_SIZE:
+                batch.append(self._queue.popleft())
+            close_old_connections()
+            try:
+                generations_settle(records=batch)
+            except Exception:
+                self._queue.extendleft(reversed(batch))
+                raise
+        finally:
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted record is written (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._idle:
+                if not self._queue and not self._busy:
+                    return True
+            self._wake.set()
+            time.sleep(0.005)
+        return False
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+
+writer = SettlementWriter()
+
+
+def settlement_submit(record: GenerationRecord) -> None:
+    writer.submit(record)
+
+
+def settlement_flush(timeout: float = 10.0) -> bool:
+    return writer.flush(timeout)

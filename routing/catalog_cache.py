@@ -1,0 +1,159 @@
+"""The hot path's in-memory copy of the catalog.
+
+Built from the database in a worker thread, kept for
+``GATEWAY_CATALOG_CACHE_SECONDS``, and rebuilt sooner when ``load_catalog`` bumps
+the catalog version in the cache or when a model id is not found in a copy more
+than two seconds old. Each model's endpoints are pre-sorted cheapest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointEntry:
+    id: int
+    tag: str
+    provider_slug: str
+    provider_name: str
+    upstream_model_id: str
+    base_url: str
+    api_key: str
+    is_simulated: bool
+    price_prompt: int  # nano-dollars per million tokens
+    price_completion: int
+    price_request: int  # nano-dollars per request
+    price_cache_read: int | None
+    price_cache_write: int | None
+    context_length: int
+    max_completion_tokens: int | None
+    supported_parameters: frozenset[str]
+    supports_cancellation: bool
+
+    @property
+    def is_free(self) -> bool:
+        return self.price_prompt == 0 and self.price_completion == 0 and self.price_request == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    slug: str
+    name: str
+    context_length: int
+    max_completion_tokens: int | None
+    endpoints: tuple[EndpointEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSnapshot:
+    models: dict[str, ModelEntry]
+    built_at: float
+    version: object
+
+
+def provider_target(*, slug: str, base_url: str, api_key_env: str) -> tuple[str, str, bool]:
+    """Where a provider's requests go: its real API when its key is in the environment, else the simulator."""
+    api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+    if api_key and base_url:
+        return base_url.rstrip("/"), api_key, False
+    return f"{settings.PROVIDER_SIMULATOR_URL}/p/{slug}/v1", "simulator", True
+
+
+def _build() -> CatalogSnapshot:
+    from django.core.cache import cache
+
+    from .models import Endpoint, Model
+
+    version = cache.get("catalog:version")
+    models: dict[str, ModelEntry] = {}
+    endpoints_by_model: dict[int, list[EndpointEntry]] = {}
+    rows = Endpoint.objects.filter(active=True, model__active=True).select_related("provider")
+    for row in rows:
+        base_url, api_key, simulated = provider_target(
+            slug=row.provider.slug, base_url=row.provider.base_url, api_key_env=row.provider.api_key_env
+        )
+        endpoints_by_model.setdefault(row.model_id, []).append(
+            EndpointEntry(
+                id=row.id,
+                tag=row.tag,
+                provider_slug=row.provider.slug,
+                provider_name=row.provider.name,
+                upstream_model_id=row.upstream_model_id,
+                base_url=base_url,
+                api_key=api_key,
+                is_simulated=simulated,
+                price_prompt=row.price_prompt,
+                price_completion=row.price_completion,
+                price_request=row.price_request,
+                price_cache_read=row.price_cache_read,
+                price_cache_write=row.price_cache_write,
+                context_length=row.context_length,
+                max_completion_tokens=row.max_completion_tokens,
+                supported_parameters=frozenset(row.supported_parameters or ()),
+                supports_cancellation=row.provider.supports_cancellation,
+            )
+        )
+    for model in Model.objects.filter(active=True):
+        endpoints = sorted(
+            endpoints_by_model.get(model.id, []),
+            key=lambda e: (e.price_prompt + e.price_completion, e.price_request, e.tag),
+        )
+        models[model.slug] = ModelEntry(
+            slug=model.slug,
+            name=model.name,
+            context_length=model.context_length,
+            max_completion_tokens=model.max_completion_tokens,
+            endpoints=tuple(endpoints),
+        )
+    return CatalogSnapshot(models=models, built_at=time.monotonic(), version=version)
+
+
+_build_async = sync_to_async(_build, thread_sensitive=False)
+_snapshot: CatalogSnapshot | None = None
+_refreshing: asyncio.Future | None = None
+
+
+async def catalog() -> CatalogSnapshot:
+    snapshot = _snapshot
+    if snapshot is None or time.monotonic() - snapshot.built_at > settings.GATEWAY_CATALOG_CACHE_SECONDS:
+        return await refresh()
+    return snapshot
+
+
+async def model_lookup(slug: str) -> ModelEntry | None:
+    snapshot = await catalog()
+    entry = snapshot.models.get(slug)
+    if entry is None and time.monotonic() - snapshot.built_at > 2:
+        snapshot = await refresh()
+        entry = snapshot.models.get(slug)
+    return entry
+
+
+async def refresh() -> CatalogSnapshot:
+    """Rebuild once, however many requests ask at the same time."""
+    global _snapshot, _refreshing
+    if _refreshing is not None and not _refreshing.done():
+        return await asyncio.shield(_refreshing)
+    loop = asyncio.get_running_loop()
+    _refreshing = loop.create_future()
+    try:
+        snapshot = await _build_async()
+        _snapshot = snapshot
+        _refreshing.set_result(snapshot)
+        return snapshot
+    except BaseException as exc:
+        _refreshing.set_exception(exc)
+        _refreshing.exception()  # mark retrieved
+        raise
+
+
+def invalidate() -> None:
+    global _snapshot
+    _snapshot = None

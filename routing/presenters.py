@@ -1,0 +1,130 @@
+"""Catalog rows -> OpenRouter's JSON shapes (``Model``, ``PublicEndpoint``, providers).
+
+Inputs are ``Model`` rows from ``routing.selectors`` (they carry ``active_endpoints``). Prices
+leave as OpenRouter's strings of USD per token (or per request / per image), converted only by
+``billing.money``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing.money import TOKENS_PER_MILLION, per_million_nanos_to_price_string
+from routing.models import Endpoint, Model, Provider
+from routing.selectors import model_cheapest_endpoint, model_supported_parameters
+
+API_PREFIX = "/api/v1"
+
+
+def _unit_price(nanos: int) -> str:
+    # A price per request (or image) is the per-million price of a million requests.
+    return per_million_nanos_to_price_string(nanos * TOKENS_PER_MILLION)
+
+
+def pricing_dict(endpoint: Endpoint | None) -> dict[str, str]:
+    """``PublicPricing``: prompt and completion always; the others only when the endpoint sets them."""
+    if endpoint is None:
+        return {"prompt": "0", "completion": "0"}
+    pricing = {
+        "prompt": per_million_nanos_to_price_string(endpoint.price_prompt),
+        "completion": per_million_nanos_to_price_string(endpoint.price_completion),
+    }
+    if endpoint.price_request:
+        pricing["request"] = _unit_price(endpoint.price_request)
+    if endpoint.price_image:
+        pricing["image"] = _unit_price(endpoint.price_image)
+    if endpoint.price_internal_reasoning is not None:
+        pricing["internal_reasoning"] = per_million_nanos_to_price_string(endpoint.price_internal_reasoning)
+    if endpoint.price_cache_read is not None:
+        pricing["input_cache_read"] = per_million_nanos_to_price_string(endpoint.price_cache_read)
+    if endpoint.price_cache_write is not None:
+        pricing["input_cache_write"] = per_million_nanos_to_price_string(endpoint.price_cache_write)
+    return pricing
+
+
+def architecture_dict(model: Model) -> dict[str, Any]:
+    return {
+        "modality": "+".join(model.input_modalities) + "->" + "+".join(model.output_modalities),
+        "input_modalities": list(model.input_modalities),
+        "output_modalities": list(model.output_modalities),
+        "tokenizer": model.tokenizer,
+        "instruct_type": model.instruct_type,
+    }
+
+
+def model_dict(model: Model) -> dict[str, Any]:
+    """OpenRouter's ``Model``; its pricing is its cheapest active endpoint's."""
+    data: dict[str, Any] = {
+        "id": model.slug,
+        "canonical_slug": model.canonical_slug,
+        "hugging_face_id": model.hugging_face_id or None,
+        "name": model.name,
+        "created": model.created,
+        "description": model.description,
+        "context_length": model.context_length,
+        "architecture": architecture_dict(model),
+        "pricing": pricing_dict(model_cheapest_endpoint(model)),
+        "top_provider": {
+            "context_length": model.context_length,
+            "max_completion_tokens": model.max_completion_tokens,
+            "is_moderated": model.is_moderated,
+        },
+        "per_request_limits": None,
+        "supported_parameters": model_supported_parameters(model),
+        "default_parameters": model.default_parameters,
+        "supported_voices": None,
+        "knowledge_cutoff": model.knowledge_cutoff,
+        "expiration_date": None,
+        "links": {"details": f"{API_PREFIX}/models/{model.slug}/endpoints"},
+    }
+    if model.reasoning is not None:
+        data["reasoning"] = model.reasoning
+    return data
+
+
+def endpoint_dict(model: Model, endpoint: Endpoint) -> dict[str, Any]:
+    """OpenRouter's ``PublicEndpoint``. Uptime and performance stay null until they are measured."""
+    return {
+        "name": f"{endpoint.provider.name} | {model.canonical_slug}",
+        "model_id": model.canonical_slug,
+        "model_name": model.name,
+        "context_length": endpoint.context_length,
+        "pricing": pricing_dict(endpoint),
+        "provider_name": endpoint.provider.name,
+        "tag": endpoint.tag,
+        "quantization": endpoint.quantization,
+        "max_completion_tokens": endpoint.max_completion_tokens,
+        "max_prompt_tokens": endpoint.max_prompt_tokens,
+        "supported_parameters": list(endpoint.supported_parameters),
+        "status": endpoint.status,
+        "uptime_last_30m": None,
+        "uptime_last_5m": None,
+        "uptime_last_1d": None,
+        "supports_implicit_caching": endpoint.supports_implicit_caching,
+        "latency_last_30m": None,
+        "throughput_last_30m": None,
+    }
+
+
+def model_endpoints_dict(model: Model) -> dict[str, Any]:
+    """OpenRouter's ``ListEndpointsResponse``."""
+    return {
+        "id": model.slug,
+        "name": model.name,
+        "created": model.created,
+        "description": model.description,
+        "architecture": architecture_dict(model),
+        "endpoints": [endpoint_dict(model, endpoint) for endpoint in model.active_endpoints],
+    }
+
+
+def provider_dict(provider: Provider) -> dict[str, Any]:
+    return {
+        "name": provider.name,
+        "slug": provider.slug,
+        "privacy_policy_url": provider.privacy_policy_url or None,
+        "terms_of_service_url": provider.terms_of_service_url or None,
+        "status_page_url": provider.status_page_url or None,
+        "headquarters": provider.headquarters or None,
+        "datacenters": list(provider.datacenters) if provider.datacenters else None,
+    }

@@ -1,0 +1,52 @@
+"""The pooled HTTP client that talks to providers.
+
+One ``aiohttp.ClientSession`` per event loop (per server process in practice),
+with keep-alive connections reused across requests. aiohttp is used here rather
+than httpx because on this hot path it moved 3-5x more requests per second on
+the same machine (see README, "Why aiohttp on the hot path"); httpx remains the
+general-purpose client elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from django.conf import settings
+
+_sessions: dict[int, aiohttp.ClientSession] = {}
+
+
+def session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    current = _sessions.get(id(loop))
+    if current is None or current.closed:
+        connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+        current = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.GATEWAY_CONNECT_TIMEOUT,
+                sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT,
+            ),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        _sessions[id(loop)] = current
+    return current
+
+
+def post(url: str, body: bytes, api_key: str, *, stream: bool):
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+        "User-Agent": "openrouter-gateway/0.1",
+    }
+    return session().post(url, data=body, headers=headers)
+
+
+async def close_all() -> None:
+    for current in list(_sessions.values()):
+        await current.close()
+    _sessions.clear()

@@ -1,0 +1,67 @@
+"""Shared fixtures: the provider simulator, a live server, the shipped catalog, clean counters."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("COUNTER_PREFIX", "test")
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    from tests.simulator_process import SimulatorProcess
+
+    with SimulatorProcess() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def live_server_url(simulator, django_db_setup, django_db_blocker):
+    """A real ASGI server (uvicorn) in a thread, routing the catalog's providers to the simulator."""
+    from django.conf import settings
+
+    settings.PROVIDER_SIMULATOR_URL = simulator.url
+    from openrouter_site.asgi import application
+    from tests.live_server import LiveServer
+
+    server = LiveServer(application).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def catalog(transactional_db):
+    """The shipped catalog, loaded through load_catalog."""
+    from django.core.management import call_command
+
+    call_command("load_catalog", verbosity=0)
+    from routing import catalog_cache
+
+    catalog_cache.invalidate()
+    yield
+    # Generations still queued must be written before the database is emptied.
+    from billing.settlement import settlement_flush
+
+    assert settlement_flush(15), "the settlement writer did not drain"
+
+
+@pytest.fixture(autouse=True)
+def _clean_gateway_state():
+    """Caches and counters are per process: start every test from nothing, and write what is queued."""
+    from accounts import keycache
+    from billing.counters import counters
+    from routing import catalog_cache
+
+    keycache.clear()
+    catalog_cache.invalidate()
+    counters().reset()
+    yield
+
+
+@pytest.fixture
+def gateway(live_server_url, catalog, simulator):
+    """Everything a gateway test needs: live server, catalog, simulator reset to healthy."""
+    simulator.reset()
+    return live_server_url
