@@ -201,8 +201,8 @@ class _Checker:
     def string(self, obj: dict, name: str, where: str, *, default: str = "", pattern: re.Pattern | None = None,
                nullable: bool = True, max_length: int | None = None) -> str:
         value = obj.get(name)
-        if value is None:
-            return default
+        if value is None and (nullable or name not in obj):
+            return default  # a missing required field is reported once, by keys()
         if not isinstance(value, str) or (not nullable and not value):
             self.error(f"{where}.{name}", "must be a non-empty string" if not nullable else "must be a string")
             return default
@@ -228,8 +228,8 @@ class _Checker:
     def integer(self, obj: dict, name: str, where: str, *, nullable: bool = False, minimum: int = 1,
                 default: int | None = None) -> int | None:
         value = obj.get(name, default)
-        if value is None and nullable:
-            return None
+        if value is None and (nullable or name not in obj):
+            return None  # a missing required field is reported once, by keys()
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(f"{where}.{name}", "must be an integer" + (" or null" if nullable else ""))
             return None
@@ -239,7 +239,9 @@ class _Checker:
 
     def choice_list(self, obj: dict, name: str, where: str, allowed: frozenset, *, non_empty: bool = True,
                     default: list | None = None) -> list[str]:
-        value = obj.get(name, default)
+        if name not in obj:
+            return list(default or [])  # a missing required field is reported once, by keys()
+        value = obj[name]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self.error(f"{where}.{name}", "must be a list of strings")
             return []
@@ -348,9 +350,9 @@ def _provider_values(check: _Checker, raw: Any, where: str) -> dict | None:
     if not isinstance(raw, dict):
         check.error(where, "must be an object")
         return None
-    check.keys(raw, where, _PROVIDER_REQUIRED, _PROVIDER_OPTIONAL)
     slug = check.string(raw, "slug", where, pattern=_SLUG_RE, nullable=False, max_length=64)
     where = f"{where}({slug})" if slug else where
+    check.keys(raw, where, _PROVIDER_REQUIRED, _PROVIDER_OPTIONAL)
     values: dict[str, Any] = {
         "slug": slug,
         "name": check.string(raw, "name", where, nullable=False, max_length=120),
@@ -390,9 +392,9 @@ def _model_values(check: _Checker, raw: Any, where: str, known_providers: set[st
     if not isinstance(raw, dict):
         check.error(where, "must be an object")
         return None
-    check.keys(raw, where, _MODEL_REQUIRED, _MODEL_OPTIONAL)
     slug = check.string(raw, "id", where, pattern=_MODEL_ID_RE, nullable=False, max_length=160)
     where = f"{where}({slug})" if slug else where
+    check.keys(raw, where, _MODEL_REQUIRED, _MODEL_OPTIONAL)
     base_slug = slug.split(":", 1)[0]
     values: dict[str, Any] = {
         "slug": slug,

@@ -29,6 +29,20 @@ def live_server_url(simulator, django_db_setup, django_db_blocker):
     server = LiveServer(application).start()
     yield server
     server.stop()
+    _drop_other_connections(django_db_blocker)
+
+
+def _drop_other_connections(django_db_blocker) -> None:
+    """Worker threads of the live server keep PostgreSQL sessions; end them so the test DB can be dropped."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", access_log=False, loop="asyncio"
+            app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning", access_log=False, loop="asyncio"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-asgi-server", daemon=True)

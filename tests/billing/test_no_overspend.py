@@ -1,0 +1,64 @@
+"""A burst of parallel requests against a small balance never takes it below zero."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from accounts.models import Account
+from activity.models import Generation
+from billing.counters import counters
+from billing.selectors import ledger_drift, ledger_sum
+from billing.settlement import settlement_flush
+from tests.factories import make_account, make_key
+from tests.routing.test_chat_completions import multi_provider_model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_parallel_burst_never_overspends(gateway, simulator):
+    slug, endpoints = multi_provider_model()
+    for endpoint in endpoints:
+        simulator.set(endpoint.provider.slug, latency_ms=150)  # every request holds while the others arrive
+    bundle = make_key(credits="0.0002")
+    body = {"model": slug, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 40}
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=40)) as client:
+            responses = await asyncio.gather(
+                *[client.post(f"{gateway.api}/chat/completions", json=body, headers=bundle.headers) for _ in range(40)]
+            )
+        return [r.status_code for r in responses]
+
+    statuses = asyncio.run(burst())
+    assert set(statuses) <= {200, 402}
+    assert statuses.count(402) > 0, "the balance should not cover all forty requests"
+    assert statuses.count(200) > 0
+    settlement_flush()
+    account = Account.objects.get(id=bundle.account.id)
+    charged = sum(Generation.objects.filter(account=account).values_list("cost", flat=True))
+    assert account.balance >= 0
+    assert account.balance == 200_000 - charged
+    assert ledger_sum(account_id=account.id) == account.balance
+    assert ledger_drift() == []
+    assert counters().snapshot(account.id)["held"] == 0
+
+
+def test_counter_holds_are_atomic_under_concurrency(transactional_db):
+    account = make_account(credits="0.001")  # 1,000,000 nano-dollars
+
+    async def grab() -> list[bool]:
+        store = counters()
+        results = await asyncio.gather(
+            *[
+                store.hold(account_id=account.id, amount=30_000, key_hash="k" * 64, key_limit=None, window="all")
+                for _ in range(100)
+            ]
+        )
+        return [r.ok for r in results]
+
+    granted = asyncio.run(grab())
+    assert granted.count(True) == 1_000_000 // 30_000  # 33, not one more
+    assert counters().snapshot(account.id) == {"bal": 1_000_000, "held": 33 * 30_000}
