@@ -244,6 +244,8 @@ async def worker(job: Job, stats: Stats, warm_end: float, end: float) -> None:
             stats.fail(error, done, warm_end)
             continue
         if start < warm_end:
+            if done > end:  # began in the warm-up and outlasted the whole window
+                stats.fail("outlasted the window", done, warm_end)
             continue
         stats.last_done = max(stats.last_done, done)
         stats.latencies.append(done - start)

@@ -440,7 +440,9 @@ def litellm_config(tmp: Path, api_base: str, upstream_model: str, master_key: st
                 "litellm_params": {"model": f"openai/{upstream_model}", "api_base": api_base, "api_key": UPSTREAM_KEY},
             }
         ],
-        "litellm_settings": {"telemetry": False, "drop_params": True},
+        # Offline, LiteLLM would retry a Hugging Face tokenizer download (~25 s) on every streamed
+        # llama request; with the download disabled it counts tokens with tiktoken.
+        "litellm_settings": {"telemetry": False, "drop_params": True, "disable_hf_tokenizer_download": True},
         "general_settings": {"master_key": master_key},
     }
     path = tmp / "litellm.yaml"
@@ -451,7 +453,7 @@ def litellm_config(tmp: Path, api_base: str, upstream_model: str, master_key: st
 def litellm_env() -> dict[str, str]:
     """LiteLLM's environment: offline cost map, no database or Redis of ours."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"})
     return env
 
 
@@ -528,6 +530,11 @@ class Run:
             return measure_target(target, self.opts)
 
     def execute(self) -> None:
+        load = os.getloadavg()[0]
+        if load > 0.5:
+            print(
+                f"! load average is {load:.2f} before starting: other work on this machine will add noise", flush=True
+            )
         self.upstream_kind, self.upstream = start_upstream(self.procs, self.opts, self.tmp)
         found = cheapest_endpoint(self.opts.model)
         self.provider, self.upstream_model = found or (FALLBACK_PROVIDER, self.opts.model)
@@ -644,6 +651,7 @@ def write_results(run: Run, summaries: dict[str, dict[str, float | None]]) -> No
         "duration_s": run.opts.duration,
         "warmup_s": run.opts.warmup,
         "cpus": os.cpu_count(),
+        "loadavg_at_end": os.getloadavg()[0],
         "upstream": run.upstream_kind,
         "provider": run.provider,
         "model": run.opts.model,

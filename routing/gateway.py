@@ -637,12 +637,17 @@ class Call:
     # --- output ---------------------------------------------------------------------------------
 
     async def _send_json(self, status: int, body: dict, extra_headers: dict[str, str] | None = None) -> None:
-        headers = [*JSON_HEADERS, (b"x-generation-id", self.id.encode())]
+        payload = orjson.dumps(body)
+        headers = [
+            *JSON_HEADERS,
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-generation-id", self.id.encode()),
+        ]
         for name, value in (extra_headers or {}).items():
             headers.append((name.lower().encode(), value.encode()))
         self.response_started = True
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
-        await self.send({"type": "http.response.body", "body": orjson.dumps(body)})
+        await self.send({"type": "http.response.body", "body": payload})
 
     async def _fail(self, exc: ApiError) -> None:
         if self.disconnected:

@@ -29,7 +29,7 @@ FINISH_REASONS = {
 
 
 def generation_id() -> str:
-    return f"gen-{int(time.time())}-{''.join(secrets.choice(_ALNUM) for _ in range(20))}"
+    return f"gen-{int(time.time())}-{''.join([_ALNUM[b % 62] for b in secrets.token_bytes(20)])}"
 
 
 def normalize_finish_reason(native: str | None) -> str | None:

@@ -34,4 +34,5 @@ class Command(BaseCommand):
             result = catalog_load(data=data)
         except CatalogError as exc:
             raise CommandError(f"{path}: {exc}") from None
-        self.stdout.write(result.summary())
+        if options["verbosity"] >= 1:
+            self.stdout.write(result.summary())
