@@ -8,7 +8,7 @@ from django.db import transaction
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from activity.selectors import KeyUsage, key_usage_by_key
+from activity.selectors import KeyUsage, free_requests_today, key_usage_by_key
 from billing.money import MoneyError, usd_input_to_nanos
 from openrouter_site.errors import BadRequest, NotFound
 
@@ -24,7 +24,8 @@ class CurrentKeyApi(APIView):
     def get(self, request):
         api_key = api_key_from_request(request)
         usage = key_usage_by_key(key_ids=[api_key.id]).get(api_key.id, KeyUsage())
-        return Response({"data": current_key_body(api_key, usage)})
+        free_used = free_requests_today(account_id=api_key.account_id)
+        return Response({"data": current_key_body(api_key, usage, free_requests_used=free_used)})
 
 
 class KeysApi(APIView):

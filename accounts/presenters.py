@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from activity.selectors import KeyUsage
@@ -10,6 +11,10 @@ from billing.money import nanos_to_usd_number
 from .models import Account, ApiKey
 
 WORKSPACE_NAMESPACE = uuid.UUID("6f1d2c1e-2b7a-4a61-9a8e-0e6bd5b1c0aa")
+# Free-model (":free") requests per UTC day: 50, or 1000 once $10 of credits were purchased.
+FREE_MODEL_DAILY_REQUESTS = 50
+FREE_MODEL_DAILY_REQUESTS_PAID = 1000
+FREE_MODEL_PAID_THRESHOLD = 10 * 10**9  # nano-dollars
 
 
 def workspace_id(account: Account) -> str:
@@ -22,6 +27,36 @@ def _iso(value) -> str | None:
 
 def _window_usage(api_key: ApiKey, usage: KeyUsage) -> int:
     return {"daily": usage.daily, "weekly": usage.weekly, "monthly": usage.monthly}.get(api_key.limit_reset, usage.total)
+
+
+def _next_reset(limit_reset: str | None, now: dt.datetime) -> dt.datetime | None:
+    """When the key's limit window rolls over: next UTC midnight, next Monday or the 1st of next month."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if limit_reset == "daily":
+        return day + dt.timedelta(days=1)
+    if limit_reset == "weekly":
+        return day + dt.timedelta(days=7 - day.weekday())
+    if limit_reset == "monthly":
+        return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return None
+
+
+def _key_budget(api_key: ApiKey, usage: KeyUsage) -> dict | None:
+    """The key's own limit as a budget layer (scope ``key_limit``); None without a limit."""
+    if api_key.limit is None:
+        return None
+    spent = _window_usage(api_key, usage)
+    return {
+        "scope": "key_limit",
+        "budget_id": None,
+        "guardrail_id": None,
+        "include_byok": api_key.include_byok_in_limit,
+        "limit_usd": nanos_to_usd_number(api_key.limit),
+        "spend_usd": nanos_to_usd_number(spent),
+        "remaining_usd": nanos_to_usd_number(api_key.limit - spent),
+        "reset_interval": api_key.limit_reset,
+        "resets_at": _iso(_next_reset(api_key.limit_reset, dt.datetime.now(dt.UTC))),
+    }
 
 
 def _limit_fields(api_key: ApiKey, usage: KeyUsage) -> dict:
@@ -57,11 +92,20 @@ def key_body(api_key: ApiKey, usage: KeyUsage) -> dict:
         "creator_user_id": api_key.account.public_id,
         "expires_at": _iso(api_key.expires_at),
         "workspace_id": workspace_id(api_key.account),
+        "external_user": None,
+        "last_used_at": _iso(usage.last_used),
     }
 
 
-def current_key_body(api_key: ApiKey, usage: KeyUsage) -> dict:
+def current_key_body(api_key: ApiKey, usage: KeyUsage, *, free_requests_used: int = 0) -> dict:
     """GET /key: the calling key."""
+    account = api_key.account
+    budget = _key_budget(api_key, usage)
+    free_limit = (
+        FREE_MODEL_DAILY_REQUESTS_PAID
+        if account.total_purchased >= FREE_MODEL_PAID_THRESHOLD
+        else FREE_MODEL_DAILY_REQUESTS
+    )
     return {
         "label": api_key.label,
         **_limit_fields(api_key, usage),
@@ -71,4 +115,14 @@ def current_key_body(api_key: ApiKey, usage: KeyUsage) -> dict:
         "creator_user_id": api_key.account.public_id,
         "expires_at": _iso(api_key.expires_at),
         "rate_limit": {"requests": -1, "interval": "1h", "note": "This field is deprecated and safe to ignore."},
+        "allowed_data_regions": ["global"],
+        "budgets": [budget] if budget else [],
+        "effective_budget": budget,
+        "free_model_daily_requests": {
+            "limit": free_limit,
+            "used": free_requests_used,
+            "remaining": max(free_limit - free_requests_used, 0),
+        },
+        "organization_id": account.public_id if account.kind == Account.Kind.ORGANIZATION else None,
+        "workspace_id": workspace_id(account),
     }

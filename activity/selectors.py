@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncDate
 
 from .models import Generation
@@ -17,6 +17,7 @@ class KeyUsage:
     daily: int = 0
     weekly: int = 0
     monthly: int = 0
+    last_used: dt.datetime | None = None
 
 
 def _window_starts(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
@@ -39,14 +40,25 @@ def key_usage_by_key(*, key_ids: list[int], now: dt.datetime | None = None) -> d
             daily=Sum("cost", filter=Q(created_at__gte=day)),
             weekly=Sum("cost", filter=Q(created_at__gte=week)),
             monthly=Sum("cost", filter=Q(created_at__gte=month)),
+            last_used=Max("created_at"),
         )
     )
     return {
         row["api_key_id"]: KeyUsage(
-            total=row["total"] or 0, daily=row["daily"] or 0, weekly=row["weekly"] or 0, monthly=row["monthly"] or 0
+            total=row["total"] or 0,
+            daily=row["daily"] or 0,
+            weekly=row["weekly"] or 0,
+            monthly=row["monthly"] or 0,
+            last_used=row["last_used"],
         )
         for row in rows
     }
+
+
+def free_requests_today(*, account_id: int, now: dt.datetime | None = None) -> int:
+    """Requests the account made to ``:free`` model variants since UTC midnight."""
+    day, _, _ = _window_starts(now or dt.datetime.now(dt.UTC))
+    return Generation.objects.filter(account_id=account_id, created_at__gte=day, model__endswith=":free").count()
 
 
 def generation_get(*, account_id: int, generation_id: str) -> Generation | None:

@@ -45,7 +45,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path("/work/shared/reference/openrouter-openapi.yaml")
+SPEC_PATH = Path(__file__).resolve().parent / "data" / "openrouter-openapi.yaml"  # a copy of ../shared/reference
 SPEC_URI = "urn:openrouter:openapi"
 
 __all__ = [

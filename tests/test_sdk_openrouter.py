@@ -14,8 +14,9 @@ from openrouter import OpenRouter, errors
 
 from billing.money import nanos_to_usd_number, usd_to_nanos
 from billing.services import credits_grant
+from billing.settlement import settlement_flush
 from routing.models import Model, Provider
-from tests.factories import make_account, make_key
+from tests.factories import KeyBundle, make_account, make_key
 from tests.routing.test_chat_completions import multi_provider_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,8 +146,6 @@ def test_current_key_metadata(gateway):
 
 
 def test_current_key_metadata_bad_key_is_401(gateway):
-    from tests.factories import KeyBundle
-
     bad = KeyBundle(raw="sk-or-v1-" + "1" * 64, key=None, account=None)
     with sdk(gateway, bad) as client, pytest.raises(errors.UnauthorizedResponseError) as info:
         client.api_keys.get_current_key_metadata()
@@ -195,7 +194,7 @@ def test_api_keys_crud(gateway):
         assert [k.hash for k in client.api_keys.list(include_disabled=True).data] == [key_hash]
 
         deleted = client.api_keys.delete(hash=key_hash)
-        assert deleted.deleted is True
+        assert deleted.DELETED is True
         with pytest.raises(errors.NotFoundResponseError):
             client.api_keys.get(hash=key_hash)
 
@@ -208,14 +207,17 @@ def test_created_key_works_for_inference_through_the_sdk(gateway):
         raw = client.api_keys.create(name="worker").key
     with OpenRouter(api_key=raw, server_url=gateway.api) as worker:
         result = worker.chat.send(model=slug, messages=HELLO, max_tokens=6)
-        usage = worker.api_keys.get_current_key_metadata().data.usage
+        settlement_flush()
+        metadata = worker.api_keys.get_current_key_metadata().data
     assert result.usage.cost > 0
-    assert usage == result.usage.cost
+    assert metadata.usage == metadata.usage_daily == result.usage.cost
     account.refresh_from_db()
     assert nanos_to_usd_number(account.total_usage) == result.usage.cost
 
 
 def test_api_keys_with_inference_key_is_403(gateway):
     bundle = make_key()
-    with sdk(gateway, bundle) as client, pytest.raises(errors.ForbiddenResponseError):
+    with sdk(gateway, bundle) as client, pytest.raises(errors.OpenRouterError) as info:
         client.api_keys.list()
+    assert info.value.status_code == 403
+    assert "Only management keys" in info.value.body
