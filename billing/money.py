@@ -68,6 +68,13 @@ def per_million_nanos_to_price_string(per_million_nanos: int) -> str:
     return text
 
 
+def nanos_to_price_string(nanos: int) -> str:
+    """A per-request or per-image price (nano-dollars) as OpenRouter renders prices: '0.005', '0'."""
+    if nanos == 0:
+        return "0"
+    return format((Decimal(nanos) / NANOS_PER_USD).normalize(), "f")
+
+
 def nanos_to_usd_string(nanos: int) -> str:
     value = Decimal(nanos) / NANOS_PER_USD
     return format(value.quantize(Decimal("0.000000001")), "f")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing.money import TOKENS_PER_MILLION, per_million_nanos_to_price_string
+from billing.money import nanos_to_price_string, per_million_nanos_to_price_string
 from routing.models import Endpoint, Model, Provider
 from routing.selectors import model_cheapest_endpoint, model_supported_parameters
 
@@ -17,8 +17,7 @@ API_PREFIX = "/api/v1"
 
 
 def _unit_price(nanos: int) -> str:
-    # A price per request (or image) is the per-million price of a million requests.
-    return per_million_nanos_to_price_string(nanos * TOKENS_PER_MILLION)
+    return nanos_to_price_string(nanos)
 
 
 def pricing_dict(endpoint: Endpoint | None) -> dict[str, str]:

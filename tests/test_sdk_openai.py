@@ -89,7 +89,9 @@ def test_legacy_completions(gateway):
 def test_legacy_completions_streaming(gateway):
     slug, _ = multi_provider_model()
     bundle = make_key(credits="5")
-    stream = client(gateway, bundle).completions.create(model=slug, prompt="Once upon a time", max_tokens=6, stream=True)
+    stream = client(gateway, bundle).completions.create(
+        model=slug, prompt="Once upon a time", max_tokens=6, stream=True
+    )
     chunks = list(stream)
     assert "".join(c.choices[0].text for c in chunks if c.choices)
     assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["cost"] > 0

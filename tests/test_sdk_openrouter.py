@@ -12,6 +12,7 @@ import hashlib
 import pytest
 from openrouter import OpenRouter, errors
 
+from activity.models import Generation
 from billing.money import nanos_to_usd_number, usd_to_nanos
 from billing.services import credits_grant
 from billing.settlement import settlement_flush
@@ -64,7 +65,12 @@ def test_chat_send_then_get_generation(gateway):
     """The id a chat answer returns can be read back at once (the endpoint waits for the write)."""
     slug, endpoints = multi_provider_model()
     bundle = make_key(credits="5")
-    with sdk(gateway, bundle) as client:
+    with OpenRouter(
+        api_key=bundle.raw,
+        server_url=gateway.api,
+        http_referer="https://sdk.example/app",
+        x_open_router_title="SDK App",
+    ) as client:
         result = client.chat.send(model=slug, messages=HELLO, max_tokens=10)
         generation = client.generations.get_generation(id=result.id).data
     assert generation.id == result.id
@@ -74,6 +80,8 @@ def test_chat_send_then_get_generation(gateway):
     assert generation.tokens_prompt == result.usage.prompt_tokens
     assert generation.tokens_completion == result.usage.completion_tokens
     assert generation.streamed is False
+    assert generation.http_referer == "https://sdk.example/app"
+    assert Generation.objects.get(id=result.id).app_title == "SDK App"  # sent as X-OpenRouter-Title
 
 
 def test_get_generation_unknown_id_is_404(gateway):
@@ -143,6 +151,12 @@ def test_current_key_metadata(gateway):
     assert data.usage == 0
     assert data.is_management_key is False
     assert data.is_free_tier is True
+    assert data.workspace_id and data.organization_id is None
+    assert [b.scope for b in data.budgets] == ["key_limit"]
+    assert data.effective_budget.limit_usd == 2 and data.effective_budget.remaining_usd == 2
+    assert data.effective_budget.reset_interval is None and data.effective_budget.resets_at is None
+    assert data.free_model_daily_requests.limit == 50
+    assert data.free_model_daily_requests.used == 0 and data.free_model_daily_requests.remaining == 50
 
 
 def test_current_key_metadata_bad_key_is_401(gateway):
@@ -180,6 +194,7 @@ def test_api_keys_crud(gateway):
         assert created.data.name == "sdk key"
         assert created.data.limit == 1.5 and created.data.limit_reset == "monthly"
         assert created.data.disabled is False
+        assert created.data.last_used_at is None
 
         listed = client.api_keys.list()
         assert [k.hash for k in listed.data] == [key_hash]
