@@ -18,6 +18,8 @@ from .models import ApiKey
 from .presenters import current_key_body, key_body
 
 LIMIT_RESETS = {"daily", "weekly", "monthly", None}
+MAX_LIMIT_USD = 1_000_000
+MAX_NAME_LENGTH = 200
 
 
 class CurrentKeyApi(APIView):
@@ -34,7 +36,6 @@ class KeysApi(APIView):
         include_disabled = request.query_params.get("include_disabled", "false").lower() in {"true", "1"}
         offset = _int_param(request, "offset", 0)
         keys = selectors.api_key_list(account=manager.account, include_disabled=include_disabled, offset=offset)
-        keys = [k for k in keys if not k.is_management]
         usage = key_usage_by_key(key_ids=[k.id for k in keys])
         return Response({"data": [key_body(k, usage.get(k.id, KeyUsage())) for k in keys]})
 
@@ -44,6 +45,8 @@ class KeysApi(APIView):
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("'name' is required: a non-empty string")
+        if len(name.strip()) > MAX_NAME_LENGTH:
+            raise BadRequest(f"'name' must be at most {MAX_NAME_LENGTH} characters")
         fields = _key_fields(data)
         with transaction.atomic():
             api_key, raw = services.api_key_create(
@@ -73,6 +76,8 @@ class KeyDetailApi(APIView):
         if "name" in data:
             if not isinstance(data["name"], str) or not data["name"].strip():
                 raise BadRequest("'name' must be a non-empty string")
+            if len(data["name"].strip()) > MAX_NAME_LENGTH:
+                raise BadRequest(f"'name' must be at most {MAX_NAME_LENGTH} characters")
             changes["name"] = data["name"].strip()[:200]
         if "disabled" in data:
             if not isinstance(data["disabled"], bool):
@@ -117,6 +122,8 @@ def _key_fields(data: dict, *, allow_expiry: bool = True) -> dict:
                 raise BadRequest("'limit' must be a number of USD or null") from None
             if limit < 0:
                 raise BadRequest("'limit' must not be negative")
+            if limit > MAX_LIMIT_USD * 10**9:
+                raise BadRequest(f"'limit' must be at most {MAX_LIMIT_USD} USD")
             fields["limit"] = limit
     if "limit_reset" in data:
         if data["limit_reset"] not in LIMIT_RESETS:
@@ -127,7 +134,10 @@ def _key_fields(data: dict, *, allow_expiry: bool = True) -> dict:
             raise BadRequest("'include_byok_in_limit' must be a boolean")
         fields["include_byok_in_limit"] = data["include_byok_in_limit"]
     if allow_expiry and data.get("expires_at") is not None:
-        fields["expires_at"] = _utc_datetime(data["expires_at"])
+        expires_at = _utc_datetime(data["expires_at"])
+        if expires_at <= dt.datetime.now(dt.UTC):
+            raise BadRequest("'expires_at' must be in the future")
+        fields["expires_at"] = expires_at
     return fields
 
 

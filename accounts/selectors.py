@@ -14,7 +14,8 @@ def api_key_get_by_hash(*, key_hash: str) -> ApiKey | None:
 
 
 def api_key_list(*, account: Account, include_disabled: bool = True, offset: int = 0, limit: int | None = None):
-    keys = ApiKey.objects.filter(account=account).order_by("-created_at", "-id")
+    """The account's inference keys (management keys are not listed), newest first."""
+    keys = ApiKey.objects.filter(account=account, is_management=False).order_by("-created_at", "-id")
     if not include_disabled:
         keys = keys.filter(disabled=False)
     if limit is None:

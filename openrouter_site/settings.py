@@ -94,6 +94,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            # A file, not shared-cache memory: the live server's threads and the settlement
+            # writer then wait on SQLite's busy timeout instead of failing with "table is locked".
+            "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
         }
     }
 DATABASES["default"].setdefault("TEST", {})

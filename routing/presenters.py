@@ -102,7 +102,18 @@ def endpoint_dict(model: Model, endpoint: Endpoint) -> dict[str, Any]:
         "supports_implicit_caching": endpoint.supports_implicit_caching,
         "latency_last_30m": None,
         "throughput_last_30m": None,
+        # Fields the official SDK (1.3.84) requires beyond the bundled spec.
+        "native_tools": {},
+        "service_tier": None,
+        "supports_diarization": False,
+        "supports_tool_choice": _tool_choice_support(endpoint),
     }
+
+
+def _tool_choice_support(endpoint: Endpoint) -> dict[str, bool]:
+    tools = "tools" in (endpoint.supported_parameters or [])
+    choice = tools and "tool_choice" in (endpoint.supported_parameters or [])
+    return {"auto": tools, "none": tools, "required": choice, "function": choice}
 
 
 def model_endpoints_dict(model: Model) -> dict[str, Any]:

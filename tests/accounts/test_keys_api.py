@@ -241,44 +241,30 @@ def test_limit_reset_and_byok_flag_can_be_changed(gateway):
 # --- validation --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {},
-        {"name": ""},
-        {"name": "   "},
-        {"name": 42},
-        {"name": "k", "limit": -1},
-        {"name": "k", "limit": "lots"},
-        {"name": "k", "limit_reset": "hourly"},
-        {"name": "k", "include_byok_in_limit": "yes"},
-        {"name": "k", "expires_at": "2099-01-01T00:00:00+02:00"},
-        {"name": "k", "expires_at": "2099-01-01T00:00:00"},
-        {"name": "k", "expires_at": "next tuesday"},
-        {"name": "k", "expires_at": 4102444800},
-        ["name", "k"],
-    ],
-    ids=[
-        "missing-name",
-        "empty-name",
-        "blank-name",
-        "number-name",
-        "negative-limit",
-        "text-limit",
-        "bad-limit-reset",
-        "bad-byok-flag",
-        "non-utc-expiry",
-        "naive-expiry",
-        "unparseable-expiry",
-        "numeric-expiry",
-        "array-body",
-    ],
-)
-def test_create_key_validation_is_400(gateway, body):
+CREATE_INVALID = {
+    "missing-name": {},
+    "empty-name": {"name": ""},
+    "blank-name": {"name": "   "},
+    "number-name": {"name": 42},
+    "negative-limit": {"name": "k", "limit": -1},
+    "text-limit": {"name": "k", "limit": "lots"},
+    "bad-limit-reset": {"name": "k", "limit_reset": "hourly"},
+    "bad-byok-flag": {"name": "k", "include_byok_in_limit": "yes"},
+    "non-utc-expiry": {"name": "k", "expires_at": "2099-01-01T00:00:00+02:00"},
+    "naive-expiry": {"name": "k", "expires_at": "2099-01-01T00:00:00"},
+    "unparseable-expiry": {"name": "k", "expires_at": "next tuesday"},
+    "numeric-expiry": {"name": "k", "expires_at": 4102444800},
+    "array-body": ["name", "k"],
+}
+
+
+def test_create_key_validation_is_400(gateway):
     manager = make_key(management=True)
-    response = call(gateway, "POST", "/keys", manager, json=body)
-    assert_error(response, 400)
-    validate_response("/keys", "post", 400, response.json())
+    for case, body in CREATE_INVALID.items():
+        response = call(gateway, "POST", "/keys", manager, json=body)
+        assert response.status_code == 400, f"{case}: {response.status_code} {response.text}"
+        assert_error(response, 400)
+        validate_response("/keys", "post", 400, response.json())
     assert not ApiKey.objects.filter(account=manager.account, is_management=False).exists()
 
 
@@ -291,19 +277,54 @@ def test_create_key_with_a_non_json_body_is_400(gateway):
     validate_response("/keys", "post", 400, response.json())
 
 
-@pytest.mark.parametrize(
-    "body",
-    [{"name": ""}, {"disabled": "yes"}, {"limit": -5}, {"limit_reset": "yearly"}, ["disabled"]],
-    ids=["empty-name", "text-disabled", "negative-limit", "bad-limit-reset", "array-body"],
-)
-def test_update_key_validation_is_400(gateway, body):
+UPDATE_INVALID = {
+    "empty-name": {"name": ""},
+    "text-disabled": {"disabled": "yes"},
+    "negative-limit": {"limit": -5},
+    "bad-limit-reset": {"limit_reset": "yearly"},
+    "array-body": ["disabled"],
+}
+
+
+def test_update_key_validation_is_400(gateway):
     manager = make_key(management=True)
     key = make_key(account=manager.account, name="unchanged")
-    response = call(gateway, "PATCH", f"/keys/{key.key.hash}", manager, json=body)
-    assert_error(response, 400)
-    validate_response("/keys/{hash}", "patch", 400, response.json())
+    for case, body in UPDATE_INVALID.items():
+        response = call(gateway, "PATCH", f"/keys/{key.key.hash}", manager, json=body)
+        assert response.status_code == 400, f"{case}: {response.status_code} {response.text}"
+        assert_error(response, 400)
+        validate_response("/keys/{hash}", "patch", 400, response.json())
     key.key.refresh_from_db()
     assert key.key.name == "unchanged" and key.key.disabled is False and key.key.limit is None
+
+
+def test_offset_pages_over_the_listed_keys_only(gateway):
+    """``offset`` skips keys the list shows; management keys (never listed) must not shift the page."""
+    manager = make_key(management=True)
+    older = make_key(account=manager.account, name="older")
+    newer = make_key(account=manager.account, name="newer")
+    make_key(account=manager.account, management=True, name="a newer management key")
+    everything = call(gateway, "GET", "/keys", manager).json()["data"]
+    assert [k["hash"] for k in everything] == [newer.key.hash, older.key.hash]
+    page = call(gateway, "GET", "/keys", manager, params={"offset": "1"}).json()["data"]
+    assert [k["hash"] for k in page] == [older.key.hash]
+    assert call(gateway, "GET", "/keys", manager, params={"offset": "2"}).json()["data"] == []
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_absurd_limit_is_400_not_500(gateway, method):
+    """A limit beyond what the database can hold (~9.2e9 USD in nano-dollars) is bad input, not a crash."""
+    manager = make_key(management=True)
+    key = make_key(account=manager.account, name="unchanged")
+    path = "/keys" if method == "POST" else f"/keys/{key.key.hash}"
+    for limit in (b"1e400", b"1e12", b"9223372037"):
+        content = b'{"name": "k", "limit": ' + limit + b"}"
+        response = call(gateway, method, path, manager, content=content, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, f"limit {limit.decode()}: {response.status_code} {response.text}"
+        assert_error(response, 400)
+    assert ApiKey.objects.filter(account=manager.account).count() == 2
+    key.key.refresh_from_db()
+    assert key.key.limit is None and key.key.name == "unchanged"
 
 
 def test_offset_must_be_a_number(gateway):
@@ -324,18 +345,19 @@ MANAGEMENT_ONLY = [
 ]
 
 
-@pytest.mark.parametrize("method, path, body", MANAGEMENT_ONLY, ids=[f"{m} {p}" for m, p, _ in MANAGEMENT_ONLY])
-def test_inference_key_on_management_routes_is_403(gateway, method, path, body):
+def test_inference_key_on_management_routes_is_403(gateway):
     bundle = make_key()
     other = make_key(account=bundle.account, name="target")
-    response = call(gateway, method, path.format(hash=other.key.hash), bundle, json=body)
-    assert_error(response, 403, FORBIDDEN)
-    try:
-        validate_response(path, method, 403, response.json())
-    except KeyError:
-        pass  # the spec documents no 403 body for this operation
+    for method, path, body in MANAGEMENT_ONLY:
+        response = call(gateway, method, path.format(hash=other.key.hash), bundle, json=body)
+        assert response.status_code == 403, f"{method} {path}: {response.status_code} {response.text}"
+        assert_error(response, 403, FORBIDDEN)
+        try:
+            validate_response(path, method, 403, response.json())
+        except KeyError:
+            pass  # the spec documents no 403 body for this operation
     other.key.refresh_from_db()
-    assert other.key.disabled is False
+    assert other.key.disabled is False and other.key.name == "target"
     assert ApiKey.objects.filter(account=bundle.account).count() == 2
 
 
@@ -353,10 +375,12 @@ NEEDS_A_KEY = [
 ]
 
 
-@pytest.mark.parametrize("method, path", NEEDS_A_KEY, ids=[f"{m} {p[:20]}" for m, p in NEEDS_A_KEY])
-def test_no_key_is_401(gateway, method, path):
-    assert_error(call(gateway, method, path), 401, "No auth credentials found")
-    assert_error(call(gateway, method, path, "sk-or-v1-" + "0" * 64), 401, "User not found.")
+def test_missing_or_unknown_key_is_401(gateway):
+    for method, path in NEEDS_A_KEY:
+        response = call(gateway, method, path)
+        assert response.status_code == 401, f"{method} {path}: {response.status_code} {response.text}"
+        assert_error(response, 401, "No auth credentials found")
+        assert_error(call(gateway, method, path, "sk-or-v1-" + "0" * 64), 401, "User not found.")
 
 
 def test_expired_key_is_401(gateway):

@@ -387,6 +387,10 @@ def test_endpoints_of_a_multi_provider_model(client, catalog):
         "supports_implicit_caching": False,
         "latency_last_30m": None,
         "throughput_last_30m": None,
+        "native_tools": {},
+        "service_tier": None,
+        "supports_diarization": False,
+        "supports_tool_choice": {"auto": True, "none": True, "required": True, "function": True},
     }
     assert "tools" in groq["supported_parameters"]
 
