@@ -14,10 +14,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from openrouter_site import redis_clients
+from openrouter_site.db_threads import in_db_thread
 
 logger = logging.getLogger("openrouter.keycache")
 
@@ -79,7 +79,7 @@ def _load(key_hash: str) -> KeyInfo | None:
     )
 
 
-_load_async = sync_to_async(_load, thread_sensitive=False)
+_load_async = in_db_thread(_load)
 
 
 async def key_info(key_hash: str) -> KeyInfo | None:

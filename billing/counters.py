@@ -23,15 +23,19 @@ adjust, makes that load safe against a settle racing it.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
+import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Sum
 
 from openrouter_site import redis_clients
+from openrouter_site.db_threads import in_db_thread
 
 WINDOW_TTL_SECONDS = 40 * 86400
 LOCAL_SNAPSHOT_SECONDS = 5.0
@@ -90,38 +94,51 @@ def _db_key_spent(key_hash: str, window: str) -> int:
     return rows.aggregate(total=Sum("cost"))["total"] or 0
 
 
-_db_balance_async = sync_to_async(_db_balance, thread_sensitive=False)
-_db_key_spent_async = sync_to_async(_db_key_spent, thread_sensitive=False)
+_db_balance_async = in_db_thread(_db_balance)
+_db_key_spent_async = in_db_thread(_db_key_spent)
 
 
 # --- Redis store ---------------------------------------------------------------------------
 
-_HOLD_LUA = """
+# Running holds live in hashes with one field per gateway process, so that the holds of a
+# process that died (no heartbeat) can be dropped by the reconcile task instead of
+# understating the balance for ever.
+_SUM = """
+local function held(name)
+  local total = 0
+  local values = redis.call('HVALS', name)
+  for i = 1, #values do total = total + tonumber(values[i]) end
+  return total
+end
+"""
+
+# KEYS: bal, held, spent, kheld ; ARGV: amount, key limit ('' = none), ttl, process
+_HOLD_LUA = _SUM + """
 local bal = redis.call('GET', KEYS[1])
 if not bal then return {-1, 0} end
-local avail = tonumber(bal) - tonumber(redis.call('GET', KEYS[2]) or '0')
+local avail = tonumber(bal) - held(KEYS[2])
 local amount = tonumber(ARGV[1])
 if avail <= 0 or avail < amount then return {0, avail} end
 if ARGV[2] ~= '' then
   local spent = redis.call('GET', KEYS[3])
   if not spent then return {-2, 0} end
-  local kavail = tonumber(ARGV[2]) - tonumber(spent) - tonumber(redis.call('GET', KEYS[4]) or '0')
+  local kavail = tonumber(ARGV[2]) - tonumber(spent) - held(KEYS[4])
   if kavail <= 0 or kavail < amount then return {2, kavail} end
-  redis.call('INCRBY', KEYS[4], amount)
+  redis.call('HINCRBY', KEYS[4], ARGV[4], amount)
   redis.call('EXPIRE', KEYS[4], ARGV[3])
 end
-redis.call('INCRBY', KEYS[2], amount)
+redis.call('HINCRBY', KEYS[2], ARGV[4], amount)
 return {1, avail}
 """
 
-# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window
+# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window, process
 _SETTLE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[2]) end
-redis.call('DECRBY', KEYS[2], ARGV[1])
+if redis.call('HINCRBY', KEYS[2], ARGV[4], -tonumber(ARGV[1])) <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end
 redis.call('INCR', KEYS[3])
 if ARGV[3] == '1' then
   if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[2]) end
-  redis.call('DECRBY', KEYS[5], ARGV[1])
+  if redis.call('HINCRBY', KEYS[5], ARGV[4], -tonumber(ARGV[1])) <= 0 then redis.call('HDEL', KEYS[5], ARGV[4]) end
   redis.call('INCR', KEYS[6])
 end
 return 1
@@ -137,9 +154,9 @@ return 1
 """
 
 # KEYS: bal, held, ver ; ARGV: database balance, version seen before reading it
-_RECONCILE_LUA = """
+_RECONCILE_LUA = _SUM + """
 if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then return 0 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= 0 then return 0 end
+if held(KEYS[2]) ~= 0 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local old = tonumber(redis.call('GET', KEYS[1]))
 redis.call('SET', KEYS[1], ARGV[1])
@@ -154,10 +171,34 @@ return 1
 """
 
 
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_TTL = 60
+
+
 class RedisCounters:
     def __init__(self) -> None:
         self.prefix = settings.COUNTER_PREFIX
-        self._async_scripts: dict[int, tuple] = {}
+        self._async_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._process: str | None = None
+        self._process_pid: int | None = None
+        self._beat_at = 0.0
+
+    @property
+    def process(self) -> str:
+        """This process's name in the hold hashes (new after a fork)."""
+        if self._process_pid != os.getpid():
+            self._process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+            self._process_pid = os.getpid()
+            self._beat_at = 0.0
+        return self._process
+
+    def _beat_due(self) -> bool:
+        return time.monotonic() - self._beat_at > HEARTBEAT_SECONDS
+
+    def heartbeat(self) -> None:
+        """Mark this process alive (the settlement writer calls it every few seconds)."""
+        redis_clients.sync_client().set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
+        self._beat_at = time.monotonic()
 
     def _acct(self, account_id: int) -> tuple[str, str, str]:
         base = f"{self.prefix}:acct:{account_id}"
@@ -169,20 +210,23 @@ class RedisCounters:
 
     def _scripts(self):
         client = redis_clients.async_client()
-        scripts = self._async_scripts.get(id(client))
+        scripts = self._async_scripts.get(client)
         if scripts is None:
             scripts = (client, client.register_script(_HOLD_LUA), client.register_script(_INIT_LUA))
-            self._async_scripts[id(client)] = scripts
+            self._async_scripts[client] = scripts
         return scripts
 
     async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
         client, hold_script, init_script = self._scripts()
+        if self._beat_due():
+            await client.set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
+            self._beat_at = time.monotonic()
         bal, held, ver = self._acct(account_id)
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
         for _ in range(5):
             code, available = await hold_script(
-                keys=[bal, held, spent, kheld], args=[amount, limit_arg, WINDOW_TTL_SECONDS]
+                keys=[bal, held, spent, kheld], args=[amount, limit_arg, WINDOW_TTL_SECONDS, self.process]
             )
             if code == 1:
                 return HoldResult(True, None, int(available))
@@ -212,7 +256,11 @@ class RedisCounters:
             else:
                 spent = kheld = kver = f"{self.prefix}:none"
                 has_window = "0"
-            script(keys=[bal, held, ver, spent, kheld, kver], args=[item.held, item.charged, has_window], client=pipe)
+            script(
+                keys=[bal, held, ver, spent, kheld, kver],
+                args=[item.held, item.charged, has_window, self.process],
+                client=pipe,
+            )
         pipe.execute()
 
     def adjust(self, *, account_id: int, delta: int) -> None:
@@ -223,6 +271,7 @@ class RedisCounters:
     def reconcile(self) -> int:
         """Re-read idle accounts' balances from the database; returns how many mirrors were corrected."""
         client = redis_clients.sync_client()
+        self._drop_dead_holds(client)
         script = client.register_script(_RECONCILE_LUA)
         corrected = 0
         for name in client.scan_iter(f"{self.prefix}:acct:*:bal"):
@@ -233,6 +282,16 @@ class RedisCounters:
             corrected += 1 if drift else 0
         return corrected
 
+    def _drop_dead_holds(self, client) -> int:
+        """Remove the holds of processes whose heartbeat expired (they crashed mid-request)."""
+        dropped = 0
+        for name in client.scan_iter(f"{self.prefix}:*:held"):
+            for field in client.hkeys(name):
+                if not client.exists(f"{self.prefix}:proc:{field.decode()}"):
+                    client.hdel(name, field)
+                    dropped += 1
+        return dropped
+
     def forget_key(self, key_hash: str) -> None:
         client = redis_clients.sync_client()
         for name in client.scan_iter(f"{self.prefix}:key:{key_hash}:*:spent"):
@@ -241,13 +300,16 @@ class RedisCounters:
     def snapshot(self, account_id: int) -> dict[str, int | None]:
         client = redis_clients.sync_client()
         bal, held, _ver = self._acct(account_id)
-        raw_bal, raw_held = client.mget(bal, held)
-        return {"bal": None if raw_bal is None else int(raw_bal), "held": int(raw_held or 0)}
+        raw_bal = client.get(bal)
+        total = sum(int(v) for v in client.hvals(held))
+        return {"bal": None if raw_bal is None else int(raw_bal), "held": total}
 
     def reset(self) -> None:
+        """Forget everything under the prefix (tests)."""
         client = redis_clients.sync_client()
         for name in client.scan_iter(f"{self.prefix}:*"):
             client.delete(name)
+        self._beat_at = 0.0
 
 
 # --- In-process store ------------------------------------------------------------------------

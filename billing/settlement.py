@@ -13,6 +13,7 @@ unique by generation id.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -48,13 +49,23 @@ class SettlementWriter:
                 thread = threading.Thread(target=self._run, name="settlement-writer", daemon=True)
                 thread.start()
                 self._thread = thread
+                # Servers exit normally on SIGTERM/SIGINT: write what is queued before they go.
+                atexit.register(self.flush, 10.0)
 
     def _run(self) -> None:
+        from .counters import counters
+
         interval = settings.SETTLEMENT_FLUSH_SECONDS
         failures = 0
+        store = counters()
         while True:
             self._wake.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
             self._wake.clear()
+            if hasattr(store, "heartbeat") and store._beat_due():
+                try:
+                    store.heartbeat()
+                except Exception:
+                    logger.warning("counter heartbeat failed", exc_info=True)
             if not self._queue:
                 continue
             try:

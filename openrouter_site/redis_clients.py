@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 
 import redis
 import redis.asyncio as aredis
@@ -11,7 +12,7 @@ from django.conf import settings
 
 _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
-_async_clients: dict[int, aredis.Redis] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
 
 
 def redis_enabled() -> bool:
@@ -30,8 +31,8 @@ def sync_client() -> redis.Redis:
 def async_client() -> aredis.Redis:
     """One client (and pool) per event loop: the ASGI server's loop in practice."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(id(loop))
+    client = _async_clients.get(loop)
     if client is None:
         client = aredis.Redis.from_url(settings.REDIS_URL, max_connections=512)
-        _async_clients[id(loop)] = client
+        _async_clients[loop] = client
     return client

@@ -13,8 +13,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
+
+from openrouter_site.db_threads import in_db_thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ def _build() -> CatalogSnapshot:
     return CatalogSnapshot(models=models, built_at=time.monotonic(), version=version)
 
 
-_build_async = sync_to_async(_build, thread_sensitive=False)
+_build_async = in_db_thread(_build)
 _snapshot: CatalogSnapshot | None = None
 _refreshing: asyncio.Future | None = None
 

@@ -10,16 +10,17 @@ general-purpose client elsewhere.
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import aiohttp
 from django.conf import settings
 
-_sessions: dict[int, aiohttp.ClientSession] = {}
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
 
 
 def session() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
-    current = _sessions.get(id(loop))
+    current = _sessions.get(loop)
     if current is None or current.closed:
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
         current = aiohttp.ClientSession(
@@ -32,7 +33,7 @@ def session() -> aiohttp.ClientSession:
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
         )
-        _sessions[id(loop)] = current
+        _sessions[loop] = current
     return current
 
 

@@ -62,3 +62,25 @@ def test_counter_holds_are_atomic_under_concurrency(transactional_db):
     granted = asyncio.run(grab())
     assert granted.count(True) == 1_000_000 // 30_000  # 33, not one more
     assert counters().snapshot(account.id) == {"bal": 1_000_000, "held": 33 * 30_000}
+
+
+def test_holds_of_a_dead_process_are_released_by_reconcile(transactional_db, settings):
+    """A gateway process that crashes mid-request must not keep its holds for ever (Redis only)."""
+    from billing.counters import RedisCounters
+    from billing.tasks import counters_reconcile
+
+    store = counters()
+    if not isinstance(store, RedisCounters):
+        pytest.skip("cross-process holds exist only with REDIS_URL")
+    account = make_account(credits="1")
+    assert asyncio.run(
+        store.hold(account_id=account.id, amount=400_000_000, key_hash="k" * 64, key_limit=None, window="all")
+    ).ok
+    assert store.snapshot(account.id)["held"] == 400_000_000
+    counters_reconcile()  # this process is alive: its hold stays
+    assert store.snapshot(account.id)["held"] == 400_000_000
+    from openrouter_site import redis_clients
+
+    redis_clients.sync_client().delete(f"{store.prefix}:proc:{store.process}")  # the process "dies"
+    counters_reconcile()
+    assert store.snapshot(account.id) == {"bal": 1_000_000_000, "held": 0}
