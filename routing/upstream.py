@@ -44,7 +44,10 @@ def post(url: str, body: bytes, api_key: str, *, stream: bool):
         "Accept": "text/event-stream" if stream else "application/json",
         "User-Agent": "openrouter-gateway/0.1",
     }
-    return session().post(url, data=body, headers=headers)
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.GATEWAY_CONNECT_TIMEOUT, sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT
+    )
+    return session().post(url, data=body, headers=headers, timeout=timeout)
 
 
 async def close_all() -> None:

@@ -99,3 +99,23 @@ def test_response_model_is_the_catalog_slug_and_chunks_share_the_id(gateway):
         events = stream_events(response)
     assert {e["model"] for e in events[:-1]} == {slug}
     assert len({e["id"] for e in events[:-1]}) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_provider_timeout_falls_back(gateway, simulator, settings, stream):
+    settings.GATEWAY_FIRST_BYTE_TIMEOUT = 0.5
+    slug, endpoints = multi_provider_model()
+    simulator.set(endpoints[0].provider.slug, fail="timeout")
+    bundle = make_key()
+    response = httpx.post(
+        f"{gateway.api}/chat/completions",
+        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": stream, "max_tokens": 4},
+        headers=bundle.headers,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    if stream:
+        provider = stream_events(response)[0]["provider"]
+    else:
+        provider = response.json()["provider"]
+    assert provider == endpoints[1].provider.name
