@@ -41,3 +41,138 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} ({self.idempotency_key})"
+
+
+class Purchase(models.Model):
+    """A purchase of credits: by card through Stripe, or by crypto (USDC) through a processor."""
+
+    class Method(models.TextChoices):
+        CARD = "card"
+        CRYPTO = "crypto"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+        REFUNDED = "refunded"
+        PARTIALLY_REFUNDED = "partially_refunded"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="purchases")
+    method = models.CharField(max_length=8, choices=Method.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    credits = models.BigIntegerField()  # nano-dollars granted on success (whole cents)
+    fee = models.BigIntegerField()  # nano-dollars charged on top, never refunded
+    total_cents = models.BigIntegerField()  # what the payer is charged, in cents
+    currency = models.CharField(max_length=3, default="usd")
+    is_auto_topup = models.BooleanField(default=False)
+    # External references: unique, so a replayed webhook finds the same purchase.
+    stripe_payment_intent_id = models.CharField(max_length=120, unique=True, null=True, blank=True)
+    crypto_charge_id = models.CharField(max_length=120, unique=True, null=True, blank=True)
+    failure_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(credits__gt=0, fee__gte=0, total_cents__gt=0), name="purchase_amounts_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} purchase {self.id} ({self.status})"
+
+
+class CreditLot(models.Model):
+    """Credits that arrived together (a purchase or a grant); usage consumes the oldest lot first."""
+
+    class Source(models.TextChoices):
+        CARD = "card"
+        CRYPTO = "crypto"
+        PROMOTIONAL = "promotional"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credit_lots")
+    source = models.CharField(max_length=12, choices=Source.choices)
+    purchase = models.OneToOneField(Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="lot")
+    amount = models.BigIntegerField()  # nano-dollars granted
+    remaining = models.BigIntegerField()  # nano-dollars not yet used, refunded or expired
+    created_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField(db_index=True)
+    refundable_until = models.DateTimeField(null=True, blank=True)  # card purchases only
+    expired_at = models.DateTimeField(null=True, blank=True)
+    expiry_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(remaining__gte=0, remaining__lte=models.F("amount")), name="lot_remaining_in_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lot {self.id} {self.source} {self.remaining}/{self.amount}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="refunds")
+    credits = models.BigIntegerField()  # nano-dollars taken back from the lot (whole cents)
+    amount_cents = models.BigIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=120, unique=True, null=True, blank=True)
+    failure_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"refund {self.id} of purchase {self.purchase_id} ({self.status})"
+
+
+class WebhookEvent(models.Model):
+    """Every webhook as received: stored under its unique id before it is processed."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        IGNORED = "ignored"
+        FAILED = "failed"
+
+    source = models.CharField(max_length=12)  # "stripe" | "crypto"
+    event_id = models.CharField(max_length=120)
+    type = models.CharField(max_length=80)
+    payload = models.JSONField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.IntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="webhook_event_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.type} {self.event_id} ({self.status})"
+
+
+class BillingProfile(models.Model):
+    """An account's payment details and auto top-up settings."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="billing_profile")
+    stripe_customer_id = models.CharField(max_length=120, blank=True)
+    default_payment_method_id = models.CharField(max_length=120, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    auto_topup_enabled = models.BooleanField(default=False)
+    auto_topup_threshold = models.BigIntegerField(default=2 * 10**9)  # nano-dollars
+    auto_topup_amount = models.BigIntegerField(default=25 * 10**9)  # nano-dollars of credits
+    auto_topup_failures = models.IntegerField(default=0)
+    auto_topup_in_flight = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    auto_topup_disabled_reason = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"billing profile of {self.account_id}"

@@ -7,21 +7,27 @@ Counters (billing.counters) are told after the commit.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 
 import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from activity.models import Generation
 from activity.records import GenerationRecord
 
 from .counters import Settlement, counters
-from .models import LedgerEntry
+from .models import CreditLot, LedgerEntry, Purchase
 
 logger = logging.getLogger("openrouter.billing")
+
+
+LOT_LIFETIME = dt.timedelta(days=365)
+REFUND_WINDOW = dt.timedelta(hours=24)
 
 
 def credits_grant(
@@ -30,10 +36,16 @@ def credits_grant(
     amount: int,
     idempotency_key: str,
     kind: str = LedgerEntry.Kind.GRANT,
+    lot_source: str = CreditLot.Source.PROMOTIONAL,
+    purchase: Purchase | None = None,
     memo: str = "",
     reference: str = "",
 ) -> LedgerEntry:
-    """Add ``amount`` nano-dollars to an account, once per ``idempotency_key``."""
+    """Add ``amount`` nano-dollars to an account as a new credit lot, once per ``idempotency_key``.
+
+    Grants are promotional lots (never refundable); purchases pass their ``Purchase`` and
+    the lot's source. Every lot expires a year after it arrived.
+    """
     if amount <= 0:
         raise ValueError("a grant must be positive")
     existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
@@ -52,6 +64,17 @@ def credits_grant(
                 memo=memo,
                 reference=reference,
             )
+            now = timezone.now()
+            CreditLot.objects.create(
+                account=locked,
+                source=lot_source,
+                purchase=purchase,
+                amount=amount,
+                remaining=amount,
+                created_at=now,
+                expires_at=now + LOT_LIFETIME,
+                refundable_until=now + REFUND_WINDOW if lot_source == CreditLot.Source.CARD else None,
+            )
             purchased = amount if kind == LedgerEntry.Kind.PURCHASE else 0
             Account.objects.filter(id=locked.id).update(
                 balance=F("balance") + amount,
@@ -63,6 +86,26 @@ def credits_grant(
         return LedgerEntry.objects.get(idempotency_key=idempotency_key)
     account.refresh_from_db()
     return entry
+
+
+def lots_consume(*, account_id: int, amount: int) -> int:
+    """Take ``amount`` from the account's lots, oldest first. Call inside a transaction that
+    holds the account row lock. Returns what could not be taken (0 when lots cover it)."""
+    left = amount
+    lots = (
+        CreditLot.objects.select_for_update()
+        .filter(account_id=account_id, remaining__gt=0, expired_at__isnull=True)
+        .order_by("created_at", "id")
+    )
+    for lot in lots:
+        if left <= 0:
+            break
+        take = min(lot.remaining, left)
+        CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") - take)
+        left -= take
+    if left:
+        logger.error("account %s: usage of %s nano-dollars exceeded its credit lots", account_id, left)
+    return left
 
 
 def generations_settle(*, records: list[GenerationRecord]) -> int:
@@ -111,6 +154,7 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
                 Account.objects.filter(id=account_id).update(
                     balance=F("balance") - total, total_usage=F("total_usage") + total
                 )
+                lots_consume(account_id=account_id, amount=total)
         live_keys = set(
             ApiKey.objects.filter(id__in={r.api_key_id for r in fresh if r.api_key_id}).values_list("id", flat=True)
         )

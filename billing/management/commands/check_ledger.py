@@ -12,6 +12,8 @@ class Command(BaseCommand):
         drift = ledger_drift()
         if drift:
             for row in drift:
-                self.stderr.write(f"account {row['account_id']}: balance {row['balance']} != ledger {row['ledger']}")
+                self.stderr.write(
+                    f"account {row['account_id']}: balance {row['balance']}, ledger {row['ledger']}, lots {row['lots']}"
+                )
             raise CommandError(f"{len(drift)} account(s) drifted")
-        self.stdout.write("ledger ok: every balance equals the sum of its entries")
+        self.stdout.write("ledger ok: every balance equals the sum of its entries and of its credit lots")
