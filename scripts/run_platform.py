@@ -24,7 +24,14 @@ def manage(*args: str) -> str:
     return result.stdout
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C (and SIGTERM) stop everything, even when started where SIGINT is ignored.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     sim_port = os.environ.get("SIMULATOR_PORT", "8090")
