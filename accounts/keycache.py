@@ -37,6 +37,7 @@ class KeyInfo:
     expires_at: dt.datetime | None
     training_discount: bool
     creator_user_id: str | None
+    purchased: int = 0  # nano-dollars of credits ever bought (free-model limits)
 
 
 _MISSING = object()
@@ -59,6 +60,7 @@ def _load(key_hash: str) -> KeyInfo | None:
             "limit_reset",
             "expires_at",
             "account__allow_training_discount",
+            "account__total_purchased",
         )
         .first()
     )
@@ -76,6 +78,7 @@ def _load(key_hash: str) -> KeyInfo | None:
         expires_at=row["expires_at"],
         training_discount=row["account__allow_training_discount"],
         creator_user_id=row["account__public_id"],
+        purchased=row["account__total_purchased"],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -76,3 +77,45 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.label})"
+
+
+class ProviderKey(models.Model):
+    """A provider credential the account brought (BYOK); the API's ``BYOKKey``.
+
+    Only the Fernet token of the key is stored (``accounts.secrets``), never the key itself.
+    Delete is soft, as OpenRouter's: the key material is wiped and ``deleted_at`` set.
+    Routing order per provider: prioritized keys (``is_fallback=False``) by ``sort_order``,
+    then OpenRouter's own capacity, then fallback keys; ``always_use`` skips OpenRouter's capacity.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.ForeignKey("routing.Provider", on_delete=models.PROTECT, related_name="+")
+    encrypted_key = models.TextField()  # Fernet token; "" once deleted
+    label = models.CharField(max_length=40)  # masked: "sk-...AbCd"
+    name = models.CharField(max_length=255, null=True, blank=True)
+    is_fallback = models.BooleanField(default=False)
+    always_use = models.BooleanField(default=False)
+    disabled = models.BooleanField(default=False)
+    sort_order = models.IntegerField(default=0)
+    # Allowlists; None means no restriction.
+    allowed_models = models.JSONField(null=True, blank=True)
+    allowed_api_key_hashes = models.JSONField(null=True, blank=True)
+    allowed_user_ids = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "provider", "sort_order"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(deleted_at__isnull=True) & ~models.Q(encrypted_key=""))
+                | (models.Q(deleted_at__isnull=False) & models.Q(encrypted_key="")),
+                name="provider_key_material_iff_live",
+            ),
+            models.CheckConstraint(condition=models.Q(sort_order__gte=0), name="provider_key_sort_order_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.label} ({self.provider_id})"

@@ -8,7 +8,7 @@ import uuid
 from activity.selectors import KeyUsage
 from billing.money import nanos_to_usd_number
 
-from .models import Account, ApiKey
+from .models import Account, ApiKey, ProviderKey
 
 WORKSPACE_NAMESPACE = uuid.UUID("6f1d2c1e-2b7a-4a61-9a8e-0e6bd5b1c0aa")
 # Free-model (":free") requests per UTC day: 50, or 1000 once $10 of credits were purchased.
@@ -125,4 +125,29 @@ def current_key_body(api_key: ApiKey, usage: KeyUsage, *, free_requests_used: in
         },
         "organization_id": account.public_id if account.kind == Account.Kind.ORGANIZATION else None,
         "workspace_id": workspace_id(account),
+    }
+
+
+# BYOK provider slugs where OpenRouter's spelling (``BYOKProviderSlug``) differs from our catalog's.
+BYOK_PROVIDER_SLUG_TO_CATALOG = {"xai": "x-ai"}
+_CATALOG_TO_BYOK_PROVIDER_SLUG = {v: k for k, v in BYOK_PROVIDER_SLUG_TO_CATALOG.items()}
+
+
+def provider_key_body(provider_key: ProviderKey) -> dict:
+    """The management API's BYOKKey object. The key itself never appears, only its masked label."""
+    slug = provider_key.provider.slug
+    return {
+        "id": str(provider_key.id),
+        "provider": _CATALOG_TO_BYOK_PROVIDER_SLUG.get(slug, slug),
+        "workspace_id": workspace_id(provider_key.account),
+        "name": provider_key.name,
+        "label": provider_key.label,
+        "disabled": provider_key.disabled,
+        "is_fallback": provider_key.is_fallback,
+        "always_use": provider_key.always_use,  # ours: "Always use for this provider" (no shared fallback)
+        "allowed_models": provider_key.allowed_models,
+        "allowed_api_key_hashes": provider_key.allowed_api_key_hashes,
+        "allowed_user_ids": provider_key.allowed_user_ids,
+        "sort_order": provider_key.sort_order,
+        "created_at": _iso(provider_key.created_at),
     }

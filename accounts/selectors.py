@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 
-from .models import Account, ApiKey
+from .models import Account, ApiKey, ProviderKey
 
 User = get_user_model()
 
@@ -25,3 +25,39 @@ def api_key_list(*, account: Account, include_disabled: bool = True, offset: int
 
 def account_for_user(*, user) -> Account | None:
     return Account.objects.filter(owner=user, kind=Account.Kind.PERSONAL).order_by("id").first()
+
+
+def provider_key_list(
+    *, account: Account, provider_id: int | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[ProviderKey], int]:
+    """The account's live BYOK credentials (a page, and how many match), in routing order per provider."""
+    keys = ProviderKey.objects.filter(account=account, deleted_at__isnull=True)
+    if provider_id is not None:
+        keys = keys.filter(provider_id=provider_id)
+    total = keys.count()
+    page = keys.select_related("provider", "account").order_by(
+        "provider__slug", "is_fallback", "sort_order", "created_at", "id"
+    )[offset : offset + limit]
+    return list(page), total
+
+
+def provider_key_get(*, account: Account, key_id) -> ProviderKey | None:
+    """One live BYOK credential of the account; None for another account's or a deleted one."""
+    return (
+        ProviderKey.objects.select_related("provider", "account")
+        .filter(account=account, id=key_id, deleted_at__isnull=True)
+        .first()
+    )
+
+
+def api_key_hashes_not_owned(*, account: Account, hashes: list[str]) -> list[str]:
+    """Which of ``hashes`` are not keys of the account."""
+    owned = set(ApiKey.objects.filter(account=account, hash__in=hashes).values_list("hash", flat=True))
+    return [h for h in hashes if h not in owned]
+
+
+def byok_provider_get(*, slug: str):
+    """The catalog provider a BYOK credential may be stored for, by its catalog slug; None if unknown."""
+    from routing.models import Provider
+
+    return Provider.objects.filter(slug=slug).first()

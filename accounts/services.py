@@ -6,11 +6,13 @@ import datetime as dt
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
-from . import keycache
+from . import byok_cache, keycache
 from .keys import key_generate, key_hash, key_label
-from .models import Account, ApiKey
+from .models import Account, ApiKey, ProviderKey
+from .secrets import encrypt, mask, rotate
 
 User = get_user_model()
 
@@ -97,3 +99,109 @@ def account_settings_update(*, account: Account, allow_training_discount: bool) 
     account_id = account.id
     transaction.on_commit(lambda: keycache.invalidate_account(account_id))
     return account
+
+
+# --- BYOK provider keys ------------------------------------------------------------------------
+
+
+def provider_key_create(
+    *,
+    account: Account,
+    provider,
+    key: str,
+    name: str | None = None,
+    is_fallback: bool = False,
+    always_use: bool = False,
+    disabled: bool = False,
+    allowed_models: list[str] | None = None,
+    allowed_api_key_hashes: list[str] | None = None,
+    allowed_user_ids: list[str] | None = None,
+) -> ProviderKey:
+    """Store a provider key the account brought: encrypted, with a masked label; last in its provider's order."""
+    key = key.strip()
+    if not key:
+        raise ValueError("a provider key must not be empty")
+    with transaction.atomic():
+        last = (
+            ProviderKey.objects.filter(account=account, provider=provider, deleted_at__isnull=True)
+            .aggregate(last=Max("sort_order"))["last"]
+        )
+        provider_key = ProviderKey.objects.create(
+            account=account,
+            provider=provider,
+            encrypted_key=encrypt(key),
+            label=mask(key),
+            name=name,
+            is_fallback=is_fallback,
+            always_use=always_use,
+            disabled=disabled,
+            sort_order=0 if last is None else last + 1,
+            allowed_models=allowed_models,
+            allowed_api_key_hashes=allowed_api_key_hashes,
+            allowed_user_ids=allowed_user_ids,
+        )
+        account_id = account.id
+        transaction.on_commit(lambda: byok_cache.invalidate(account_id))
+    return provider_key
+
+
+_PROVIDER_KEY_UPDATABLE = {
+    "name",
+    "disabled",
+    "is_fallback",
+    "always_use",
+    "allowed_models",
+    "allowed_api_key_hashes",
+    "allowed_user_ids",
+}
+
+
+def provider_key_update(*, provider_key: ProviderKey, key: str | None = None, **changes) -> ProviderKey:
+    """Change a provider key's settings; ``key`` rotates the secret in place (new token, new label)."""
+    unknown = set(changes) - _PROVIDER_KEY_UPDATABLE
+    if unknown:
+        raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+    if provider_key.deleted_at is not None:
+        raise ValueError("a deleted provider key cannot be updated")
+    fields = dict(changes)
+    if key is not None:
+        key = key.strip()
+        if not key:
+            raise ValueError("a provider key must not be empty")
+        fields["encrypted_key"] = encrypt(key)
+        fields["label"] = mask(key)
+    with transaction.atomic():
+        for field, value in fields.items():
+            setattr(provider_key, field, value)
+        provider_key.updated_at = timezone.now()
+        provider_key.save(update_fields=[*fields, "updated_at"])
+        account_id = provider_key.account_id
+        transaction.on_commit(lambda: byok_cache.invalidate(account_id))
+    return provider_key
+
+
+def provider_key_delete(*, provider_key: ProviderKey) -> None:
+    """Soft delete, as OpenRouter's: the key material is wiped, the row stays marked deleted."""
+    with transaction.atomic():
+        now = timezone.now()
+        provider_key.encrypted_key = ""
+        provider_key.deleted_at = now
+        provider_key.updated_at = now
+        provider_key.save(update_fields=["encrypted_key", "deleted_at", "updated_at"])
+        account_id = provider_key.account_id
+        transaction.on_commit(lambda: byok_cache.invalidate(account_id))
+
+
+def provider_keys_reencrypt() -> int:
+    """Re-encrypt every stored provider key under the primary BYOK encryption key (after a rotation)."""
+    changed = 0
+    ids = ProviderKey.objects.filter(deleted_at__isnull=True).values_list("id", flat=True)
+    for key_id in list(ids):
+        with transaction.atomic():
+            row = ProviderKey.objects.select_for_update().filter(id=key_id, deleted_at__isnull=True).first()
+            if row is None:
+                continue
+            row.encrypted_key = rotate(row.encrypted_key)  # raises InvalidToken if no configured key opens it
+            row.save(update_fields=["encrypted_key"])
+            changed += 1
+    return changed

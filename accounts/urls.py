@@ -1,10 +1,12 @@
 from django.urls import path
 
-from . import api
+from . import api, byok_api
 
 urlpatterns = [
     path("key", api.CurrentKeyApi.as_view()),
     path("auth/key", api.CurrentKeyApi.as_view()),
     path("keys", api.KeysApi.as_view()),
     path("keys/<str:key_hash>", api.KeyDetailApi.as_view()),
+    path("byok", byok_api.ByokKeysApi.as_view()),
+    path("byok/<str:key_id>", byok_api.ByokKeyDetailApi.as_view()),
 ]

@@ -25,6 +25,7 @@ class GenerationRecord:
     provider_name: str = ""
     provider_slug: str = ""
     endpoint_id: int | None = None
+    router: str | None = None
     upstream_id: str = ""
     tokens_prompt: int = 0
     tokens_completion: int = 0

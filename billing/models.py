@@ -69,6 +69,7 @@ class Purchase(models.Model):
     # External references: unique, so a replayed webhook finds the same purchase.
     stripe_payment_intent_id = models.CharField(max_length=120, unique=True, null=True, blank=True)
     crypto_charge_id = models.CharField(max_length=120, unique=True, null=True, blank=True)
+    crypto_hosted_url = models.CharField(max_length=500, blank=True)  # where the payer completes a crypto charge
     failure_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
@@ -114,6 +115,13 @@ class CreditLot(models.Model):
 
 
 class Refund(models.Model):
+    """Money paid back for unused credits of a card purchase.
+
+    The credits leave the ledger when the refund is *reserved* (before Stripe is called), so
+    no request can spend them meanwhile; ``pending`` means Stripe's answer is not known yet,
+    ``failed`` means Stripe refused and the credits were put back with a reversing entry.
+    """
+
     class Status(models.TextChoices):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
@@ -173,6 +181,9 @@ class BillingProfile(models.Model):
         Purchase, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     auto_topup_disabled_reason = models.CharField(max_length=300, blank=True)
+    # After a declined top-up, the next attempt waits until then (a burst of requests must not
+    # burn through the allowed failures in a second).
+    auto_topup_retry_after = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"billing profile of {self.account_id}"

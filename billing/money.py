@@ -36,8 +36,7 @@ def usd_to_nanos(value: str | int | Decimal) -> int:
     return int(nanos)
 
 
-def usd_input_to_nanos(value: object) -> int:
-    """An amount from a JSON body (number or string), rounded down to a nano-dollar."""
+def _input_decimal(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise MoneyError("amount must be a number")
     try:
@@ -46,7 +45,20 @@ def usd_input_to_nanos(value: object) -> int:
         raise MoneyError("amount must be a number") from exc
     if not amount.is_finite():
         raise MoneyError("amount must be a finite number")
-    return int((amount * NANOS_PER_USD).to_integral_value(rounding=ROUND_DOWN))
+    return amount
+
+
+def usd_input_to_nanos(value: object) -> int:
+    """An amount from a JSON body (number or string), rounded down to a nano-dollar."""
+    return int((_input_decimal(value) * NANOS_PER_USD).to_integral_value(rounding=ROUND_DOWN))
+
+
+def usd_input_to_cents(value: object) -> int:
+    """A payment amount (number or string) in whole cents; anything finer is refused, never rounded."""
+    cents = _input_decimal(value) * 100
+    if cents != cents.to_integral_value():
+        raise MoneyError("amount is finer than a cent")
+    return int(cents)
 
 
 def price_per_token_to_per_million_nanos(value: str | int | Decimal) -> int:
@@ -113,3 +125,49 @@ def affordable_tokens(available_nanos: int, per_million_nanos: int) -> int:
     if available_nanos <= 0:
         return 0
     return (available_nanos * TOKENS_PER_MILLION) // per_million_nanos
+
+
+# --- Cents: card and crypto payments move whole cents -----------------------------------------
+
+NANOS_PER_CENT = 10**7
+
+
+def cents_to_nanos(cents: int) -> int:
+    return cents * NANOS_PER_CENT
+
+
+def nanos_to_cents_floor(nanos: int) -> int:
+    """Whole cents in ``nanos``, rounded down (toward zero): what a refund may pay back."""
+    if nanos < 0:
+        return -((-nanos) // NANOS_PER_CENT)
+    return nanos // NANOS_PER_CENT
+
+
+def nanos_are_whole_cents(nanos: int) -> bool:
+    return nanos % NANOS_PER_CENT == 0
+
+
+def percent_of_cents(cents: int, percent: Decimal) -> int:
+    """``percent``% of ``cents``, rounded half up to a whole cent (fees)."""
+    value = Decimal(cents) * percent / Decimal(100)
+    return int(value.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def cents_to_usd_string(cents: int) -> str:
+    """1055 -> '10.55'."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+def nanos_to_display(nanos: int, places: int = 2) -> str:
+    """'$12.34' for people: rounded toward zero, so a balance is never shown higher than it is."""
+    value = (Decimal(nanos) / NANOS_PER_USD).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.{places}f}"
+
+
+def percent_of(nanos: int, percent: Decimal) -> int:
+    """``percent``% of ``nanos``, rounded half up to a nano-dollar (fees: 5% of 10 nanos is 1, of 9 is 0)."""
+    share = Decimal(nanos) * percent / Decimal(100)
+    return int(share.to_integral_value(rounding=ROUND_HALF_UP))

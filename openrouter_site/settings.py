@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -96,7 +97,7 @@ else:
             },
             # A file, not shared-cache memory: the live server's threads and the settlement
             # writer then wait on SQLite's busy timeout instead of failing with "table is locked".
-            "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
+            "TEST": {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")},
         }
     }
 DATABASES["default"].setdefault("TEST", {})
@@ -128,6 +129,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "credit-counters-reconcile": {"task": "billing.tasks.counters_reconcile", "schedule": 60.0},
+    "endpoint-stats-rollup": {"task": "routing.tasks.endpoint_stats_rollup", "schedule": 60.0},
+    "purchases-reconcile": {"task": "billing.tasks.purchases_reconcile", "schedule": 120.0},
+    "lots-expire": {"task": "billing.tasks.lots_expire", "schedule": crontab(hour=3, minute=0)},
+    "lots-expiry-notify": {"task": "billing.tasks.lots_expiry_notify", "schedule": crontab(hour=3, minute=30)},
 }
 
 # --- Auth ------------------------------------------------------------------------
@@ -138,7 +143,12 @@ AUTHENTICATION_BACKENDS = [
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/settings/credits"
+ACCOUNT_SIGNUP_REDIRECT_URL = "/settings/credits"
+# New users get their personal account (and the signup allowance) from this adapter.
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@openrouter.local")
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -160,6 +170,8 @@ REST_FRAMEWORK = {
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# Django serves /static/ itself (make run has no other web server); turn off behind a CDN or proxy.
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -198,8 +210,65 @@ SETTLEMENT_BATCH_SIZE = int(os.environ.get("SETTLEMENT_BATCH_SIZE", "500"))
 # Redis key prefix for counters (tests use their own).
 COUNTER_PREFIX = os.environ.get("COUNTER_PREFIX", "or")
 
-# Credits granted to a new account (USD, promotional).
-SIGNUP_FREE_CREDITS_USD = os.environ.get("SIGNUP_FREE_CREDITS_USD", "0")
+# --- Billing ---------------------------------------------------------------------------
+# Credits granted once to a new account at signup (USD, promotional: never refundable).
+SIGNUP_FREE_CREDITS_USD = os.environ.get("SIGNUP_FREE_CREDITS_USD", "0.10")
+# What one purchase may buy (USD of credits, before the fee).
+BILLING_MIN_PURCHASE_USD = os.environ.get("BILLING_MIN_PURCHASE_USD", "5")
+BILLING_MAX_PURCHASE_USD = os.environ.get("BILLING_MAX_PURCHASE_USD", "10000")
+# A purchase still pending after this long is checked with the payment processor.
+BILLING_RECONCILE_AFTER_SECONDS = int(os.environ.get("BILLING_RECONCILE_AFTER_SECONDS", "180"))
+# A purchase that never reached the processor is given up (canceled) after this long.
+BILLING_ABANDON_AFTER_SECONDS = int(os.environ.get("BILLING_ABANDON_AFTER_SECONDS", "3600"))
+# Users are told this many days before unused credits expire.
+BILLING_EXPIRY_NOTICE_DAYS = int(os.environ.get("BILLING_EXPIRY_NOTICE_DAYS", "30"))
+# Auto top-up: declined attempts in a row before it is switched off, and the wait after one.
+BILLING_AUTO_TOPUP_MAX_FAILURES = int(os.environ.get("BILLING_AUTO_TOPUP_MAX_FAILURES", "3"))
+BILLING_AUTO_TOPUP_RETRY_SECONDS = int(os.environ.get("BILLING_AUTO_TOPUP_RETRY_SECONDS", "3600"))
+
+# Stripe. With STRIPE_SECRET_KEY the real Stripe API is used; without it the platform talks to
+# a local Stripe server (localstripe, which `make run` starts) at STRIPE_API_BASE.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "" if STRIPE_SECRET_KEY else "pk_test_localstripe")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "" if STRIPE_SECRET_KEY else "http://127.0.0.1:8420").rstrip("/")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dev_localstripe")
+# Stripe.js: the real one with real keys, localstripe's stand-in otherwise (derived from STRIPE_API_BASE).
+STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "")
+
+# Crypto (USDC) payments: "simulated" is the built-in processor for development and tests.
+CRYPTO_PROCESSOR = os.environ.get("CRYPTO_PROCESSOR", "simulated")
+CRYPTO_WEBHOOK_SECRET = os.environ.get("CRYPTO_WEBHOOK_SECRET", "crypto_dev_webhook_secret")
+
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
 # The model used when a request names none.
 DEFAULT_MODEL = os.environ.get("DEFAULT_MODEL", "openai/gpt-4o-mini")
+
+# --- BYOK (bring your own provider key) ------------------------------------------------
+# Fernet keys, comma-separated, that encrypt stored provider keys: the first encrypts, every
+# one decrypts (rotate by prepending a new key, then `manage.py byok_reencrypt`). Unset, a key
+# is derived from SECRET_KEY: fine for development, but production must set this.
+BYOK_ENCRYPTION_KEYS = [k.strip() for k in os.environ.get("BYOK_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+# BYOK requests per account per UTC month with no BYOK fee (5% of list price after that).
+BYOK_FREE_REQUESTS_PER_MONTH = int(os.environ.get("BYOK_FREE_REQUESTS_PER_MONTH", "1000000"))
+# How long an account's decrypted provider keys are cached in each process (seconds).
+GATEWAY_BYOK_CACHE_SECONDS = float(os.environ.get("GATEWAY_BYOK_CACHE_SECONDS", "30"))
+
+# --- Plugins and routers ----------------------------------------------------------------
+# The web plugin searches with Exa when this key is set, else with the offline simulated engine.
+EXA_API_KEY = os.environ.get("EXA_API_KEY", "")
+WEB_SEARCH_TIMEOUT_SECONDS = float(os.environ.get("WEB_SEARCH_TIMEOUT_SECONDS", "10"))
+# openrouter/auto: the models tried for each prompt category, best first (see routing/routers.py).
+AUTO_ROUTER_POOL = {
+    "code": ["anthropic/claude-sonnet-4", "openai/gpt-4.1", "deepseek/deepseek-chat-v3-0324",
+             "mistralai/codestral-2501", "qwen/qwen-2.5-coder-32b-instruct"],
+    "maths": ["openai/o3-mini", "deepseek/deepseek-r1", "google/gemini-2.5-pro", "qwen/qwen3-235b-a22b"],
+    "long_context": ["google/gemini-2.5-flash", "openai/gpt-4.1", "google/gemini-2.5-pro", "meta-llama/llama-4-maverick"],
+    "vision": ["openai/gpt-4o", "google/gemini-2.5-flash", "anthropic/claude-sonnet-4", "meta-llama/llama-4-maverick"],
+    "tool_use": ["openai/gpt-4.1-mini", "anthropic/claude-sonnet-4", "google/gemini-2.5-flash", "openai/gpt-4o-mini"],
+    "chat": ["openai/gpt-4o-mini", "google/gemini-2.5-flash", "anthropic/claude-3.5-haiku",
+             "meta-llama/llama-3.3-70b-instruct"],
+}
+
+# BYOK requests go to the provider's real API (on) or to the same target as shared capacity,
+# i.e. the simulator when the operator has no key for that provider (off, the default).
+BYOK_REAL_UPSTREAMS = env_bool("BYOK_REAL_UPSTREAMS", False)

@@ -4,6 +4,11 @@ Built from the database in a worker thread, kept for
 ``GATEWAY_CATALOG_CACHE_SECONDS``, and rebuilt sooner when ``load_catalog`` bumps
 the catalog version in the cache or when a model id is not found in a copy more
 than two seconds old. Each model's endpoints are pre-sorted cheapest first.
+
+An endpoint also carries what ``routing.selection`` filters on: its provider's data
+policy (an unknown policy is assumed to train and retain, as OpenRouter does), its
+quantization (``None`` for closed models) and its service tier (``"priority"`` or
+``"flex"`` when the tag ends so, e.g. ``openai/priority``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ class EndpointEntry:
     max_completion_tokens: int | None
     supported_parameters: frozenset[str]
     supports_cancellation: bool
+    model_slug: str = ""
+    price_image: int = 0  # nano-dollars per image
+    quantization: str | None = None
+    trains_on_data: bool = True
+    retains_prompts: bool = True
+    zdr: bool = False
+    service_tier: str | None = None
+    dialect: str = "openai"
+    input_modalities: frozenset[str] = frozenset({"text"})
+    real_base_url: str = ""  # the provider's own API, used for BYOK requests when real upstreams are on
 
     @property
     def is_free(self) -> bool:
@@ -50,6 +65,7 @@ class ModelEntry:
     context_length: int
     max_completion_tokens: int | None
     endpoints: tuple[EndpointEntry, ...]
+    input_modalities: frozenset[str] = frozenset({"text"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +73,15 @@ class CatalogSnapshot:
     models: dict[str, ModelEntry]
     built_at: float
     version: object
+
+
+SERVICE_TIERS = ("priority", "flex")
+
+
+def service_tier(tag: str) -> str | None:
+    """``"priority"`` for ``openai/priority``, ``"flex"`` for ``openai/flex``, else ``None``."""
+    _, slash, variant = tag.rpartition("/")
+    return variant if slash and variant in SERVICE_TIERS else None
 
 
 def provider_target(*, slug: str, base_url: str, api_key_env: str) -> tuple[str, str, bool]:
@@ -75,7 +100,7 @@ def _build() -> CatalogSnapshot:
     version = cache.get("catalog:version")
     models: dict[str, ModelEntry] = {}
     endpoints_by_model: dict[int, list[EndpointEntry]] = {}
-    rows = Endpoint.objects.filter(active=True, model__active=True).select_related("provider")
+    rows = Endpoint.objects.filter(active=True, model__active=True).select_related("provider", "model")
     for row in rows:
         base_url, api_key, simulated = provider_target(
             slug=row.provider.slug, base_url=row.provider.base_url, api_key_env=row.provider.api_key_env
@@ -99,6 +124,16 @@ def _build() -> CatalogSnapshot:
                 max_completion_tokens=row.max_completion_tokens,
                 supported_parameters=frozenset(row.supported_parameters or ()),
                 supports_cancellation=row.provider.supports_cancellation,
+                model_slug=row.model.slug,
+                price_image=row.price_image,
+                quantization=row.quantization or None,
+                trains_on_data=row.provider.trains_on_data,
+                retains_prompts=row.provider.retains_prompts,
+                zdr=row.provider.zdr,
+                service_tier=service_tier(row.tag),
+                dialect=row.provider.dialect or "openai",
+                input_modalities=frozenset(row.input_modalities or row.model.input_modalities or ("text",)),
+                real_base_url=(row.provider.base_url or "").rstrip("/"),
             )
         )
     for model in Model.objects.filter(active=True):
@@ -112,6 +147,7 @@ def _build() -> CatalogSnapshot:
             context_length=model.context_length,
             max_completion_tokens=model.max_completion_tokens,
             endpoints=tuple(endpoints),
+            input_modalities=frozenset(model.input_modalities or ("text",)),
         )
     return CatalogSnapshot(models=models, built_at=time.monotonic(), version=version)
 

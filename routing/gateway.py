@@ -2,16 +2,18 @@
 
 A plain ASGI handler, mounted by ``openrouter_site.asgi`` in front of Django, so no
 view or middleware machinery runs per request. Nothing here touches the
-database on the event loop: the key and the catalog come from in-process caches
-(misses are read in a worker thread), the credit hold is one atomic counter
-operation (billing.counters), and the charge and the generation record are
-handed to the settlement writer after the response is out.
+database on the event loop: the key, the catalog and BYOK keys come from
+in-process caches (misses are read in a worker thread), the credit hold is one
+atomic counter operation (billing.counters), and the charge and the generation
+record are handed to the settlement writer after the response is out.
 
 One request:
-  read body (413) -> authenticate (401/403) -> validate (400) -> resolve the model (400/404)
-  -> hold the worst case (402) -> try endpoints cheapest first, falling back on a provider
-  failure before the first token -> answer (JSON, or SSE with keep-alive comments, a final
-  usage chunk and [DONE]) -> settle the real cost.
+  read body (413) -> authenticate (401/403) -> validate (400) -> plan the route: model,
+  variants, routers, fallbacks, provider preferences, health, stickiness, BYOK (400/404)
+  -> free-model rate limit (429) -> plugins (web search) -> hold the worst case (402)
+  -> try the attempts in order, translating for providers of other dialects, falling back
+  on a failure before the first token -> answer (JSON, or SSE with keep-alive comments, a
+  final usage chunk and [DONE]) -> settle the real cost, record stats and stickiness.
 """
 
 from __future__ import annotations
@@ -29,15 +31,14 @@ from accounts.keycache import KeyInfo, key_info
 from accounts.keys import bearer_token, key_hash
 from activity.records import GenerationRecord
 from billing import money
+from billing.byok import byok_fee, byok_request_count_incr
 from billing.counters import counters, limit_window
 from billing.pricing import Cost, Usage, usage_cost, worst_case_cost
 from billing.settlement import settlement_flush, settlement_submit
 from openrouter_site.errors import (
     ApiError,
-    BadRequest,
     Forbidden,
     MethodNotAllowed,
-    NotFound,
     PayloadTooLarge,
     PaymentRequired,
     RateLimited,
@@ -46,10 +47,26 @@ from openrouter_site.errors import (
     Unauthorized,
 )
 
-from . import catalog_cache, upstream
-from .catalog_cache import EndpointEntry, ModelEntry
-from .request_parsing import InferenceRequest, parse_body, parse_chat, parse_completion, upstream_body
-from .shapes import generation_id, normalize_finish_reason, usage_body, usage_from_provider
+from . import upstream
+from .planning import Attempt, Plan, plan_request
+from .plugins.compression import compress_middle_out, compression_wanted
+from .plugins.file_parser import has_file_parts, parse_files, requested_engine
+from .plugins.web_search import (
+    SearchError,
+    annotations_for,
+    backend_for_settings,
+    inject_results,
+    search_query,
+    web_options,
+)
+from .providers import adapter_for
+from .providers.base import InvalidResponse, TranslationError, UpstreamRequest
+from .ratelimits import free_model_check, free_model_rate_limited
+from .request_parsing import InferenceRequest, parse_body, parse_chat, parse_completion, provider_body
+from .shapes import generation_id, usage_body, usage_from_provider
+from .stats import stats_record
+from .sticky import caches_prompts, sticky_set
+from .streaming import StreamState, error_choice
 from .tokens import estimate_prompt_tokens, prompt_tokens_upper_bound
 
 logger = logging.getLogger("openrouter.gateway")
@@ -63,6 +80,7 @@ SSE_HEADERS = [
 KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
 DONE = b"data: [DONE]\n\n"
 RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+BYOK_FEE_PERCENT = 5
 
 
 class AttemptFailed(Exception):
@@ -111,7 +129,12 @@ class Call:
         self.response_started = False
         self.key: KeyInfo | None = None
         self.request: InferenceRequest | None = None
-        self.model: ModelEntry | None = None
+        self.plan: Plan | None = None
+        self.attempt: Attempt | None = None
+        self.base_body: dict | None = None
+        self.parsed_files: list | None = None
+        self.search_results: list = []
+        self.plugin_cost = 0
         self.held = 0
         self.window: str | None = None
         self.settled = False
@@ -121,6 +144,12 @@ class Call:
         self.lock: asyncio.Lock | None = None
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.streaming_committed = False
+
+    @property
+    def model_slug(self) -> str:
+        if self.attempt is not None:
+            return self.attempt.model.slug
+        return self.request.model if self.request else ""
 
     # --- the outline -----------------------------------------------------------------------
 
@@ -138,7 +167,7 @@ class Call:
             if self.keepalive_handle is not None:
                 self.keepalive_handle.cancel()
             if self.held and not self.settled:
-                self._settle(endpoint=None, usage=None, finish="error", native=None)
+                self._settle(attempt=None, usage=None, finish="error", native=None)
 
     async def _run(self) -> None:
         if self.scope["method"] != "POST":
@@ -146,22 +175,34 @@ class Call:
         raw = await self._read_body()
         self.key = await self._authenticate()
         body = parse_body(raw)
-        default_model = getattr(settings, "DEFAULT_MODEL", "openai/gpt-4o-mini")
         if self.kind == "chat":
-            self.request = parse_chat(body, default_model)
+            self.request = parse_chat(body, settings.DEFAULT_MODEL)
         else:
-            self.request = parse_completion(body, default_model)
-        self.model = await self._resolve_model(self.request.model)
-        endpoints = self.model.endpoints
-        if not endpoints:
-            raise NotFound(f"No endpoints found for {self.model.slug}.")
-        prompt_bound = prompt_tokens_upper_bound(body)
+            self.request = parse_completion(body, settings.DEFAULT_MODEL)
+        self.plan = await plan_request(
+            body=body,
+            requested=self.request.model,
+            kind=self.kind,
+            account_id=self.key.account_id,
+            key_hash=self.key.hash,
+            session_id=self.request.session_id or self._header(b"x-session-id"),
+        )
+        if self.plan.free:
+            decision = await free_model_check(account_id=self.key.account_id, purchased_nanos=self.key.purchased)
+            if not decision.allowed:
+                raise free_model_rate_limited(decision)
+        self.base_body = provider_body(self.request)
+        if self.plan.variant == "thinking" and "reasoning" not in self.base_body:
+            self.base_body["reasoning"] = {"enabled": True}
+        if self.plan.web is not None and self.kind == "chat":
+            await self._web_search()
+        prompt_bound = prompt_tokens_upper_bound(self.base_body)
         self.window = limit_window(self.key.limit_reset) if self.key.limit is not None else None
-        await self._hold_for(endpoints[0], prompt_bound, first=True)
+        await self._hold_for(self.plan.attempts[0], prompt_bound, first=True)
         if self.request.stream:
-            await self._serve_stream(endpoints, prompt_bound)
+            await self._serve_stream(prompt_bound)
         else:
-            await self._serve_json(endpoints, prompt_bound)
+            await self._serve_json(prompt_bound)
 
     # --- input -----------------------------------------------------------------------------
 
@@ -202,28 +243,79 @@ class Call:
             raise Forbidden("Management keys cannot be used for inference; use an API key")
         return info
 
-    async def _resolve_model(self, slug: str) -> ModelEntry:
-        model = await catalog_cache.model_lookup(slug)
-        if model is None:
-            raise BadRequest(f"{slug} is not a valid model ID", metadata={"availability": {"code": "model_not_found"}})
-        return model
+    def _header(self, name: bytes) -> str:
+        value = self.headers.get(name)
+        return value.decode("utf-8", "replace") if value else ""
+
+    # --- plugins ----------------------------------------------------------------------------
+
+    async def _web_search(self) -> None:
+        options = web_options(self.plan.web)
+        backend = backend_for_settings()
+        query = search_query(self.base_body.get("messages") or [])
+        if not query:
+            return
+        try:
+            self.search_results = await backend.search(
+                query,
+                max_results=options.max_results,
+                include_domains=options.include_domains,
+                exclude_domains=options.exclude_domains,
+            )
+        except SearchError:
+            logger.warning("%s: web search failed; answering without results", self.id, exc_info=True)
+            return
+        self.plugin_cost += backend.price_nanos(len(self.search_results))
+        self.base_body["messages"] = inject_results(
+            self.base_body["messages"], self.search_results, search_prompt=options.search_prompt, date=self.created_at
+        )
+
+    async def _attempt_body(self, attempt: Attempt, max_out: int) -> dict:
+        """The provider body for one attempt: unsupported parameters dropped, PDFs parsed
+        where the endpoint cannot read files, the middle compressed where the context is small."""
+        body = self.base_body.copy()
+        for parameter in attempt.dropped:
+            body.pop(parameter, None)
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return body
+        if "file" not in attempt.endpoint.input_modalities and has_file_parts(messages):
+            if self.parsed_files is None:
+                result = await asyncio.to_thread(
+                    parse_files,
+                    messages,
+                    engine=requested_engine(self.base_body.get("plugins") or self.request.body.get("plugins")),
+                    model_supports_files=False,
+                )
+                self.parsed_files = result.messages
+            body["messages"] = messages = self.parsed_files
+        if compression_wanted(self.request.body, context_length=attempt.endpoint.context_length):
+            budget = max(attempt.endpoint.context_length - max_out, 1)
+            body["messages"], _removed = compress_middle_out(messages, max_prompt_tokens=budget)
+        return body
 
     # --- credits ---------------------------------------------------------------------------
 
-    def _max_output(self, endpoint: EndpointEntry, prompt_bound: int) -> int:
+    def _max_output(self, attempt: Attempt, prompt_bound: int) -> int:
         if self.request.max_tokens is not None:
             return self.request.max_tokens
-        cap = endpoint.max_completion_tokens or self.model.max_completion_tokens
+        cap = attempt.endpoint.max_completion_tokens or attempt.model.max_completion_tokens
         if cap:
             return cap
-        return max(endpoint.context_length - prompt_bound, 1)
+        return max(attempt.endpoint.context_length - prompt_bound, 1)
 
-    async def _hold_for(self, endpoint: EndpointEntry, prompt_bound: int, *, first: bool) -> bool:
-        """Make the hold cover ``endpoint``'s worst case. On the first endpoint a refusal is a 402."""
-        max_out = self._max_output(endpoint, prompt_bound)
-        needed = worst_case_cost(endpoint, prompt_tokens=prompt_bound, max_completion_tokens=max_out)
+    def _worst_case(self, attempt: Attempt, prompt_bound: int, max_out: int) -> int:
+        list_price = worst_case_cost(attempt.endpoint, prompt_tokens=prompt_bound, max_completion_tokens=max_out)
+        if attempt.is_byok:
+            list_price = money.percent_of(list_price, BYOK_FEE_PERCENT) + 1
+        return list_price + self.plugin_cost
+
+    async def _hold_for(self, attempt: Attempt, prompt_bound: int, *, first: bool) -> bool:
+        """Make the hold cover ``attempt``'s worst case. On the first attempt a refusal is a 402."""
+        max_out = self._max_output(attempt, prompt_bound)
+        needed = self._worst_case(attempt, prompt_bound, max_out)
         if first or needed > self.held:
-            extra = needed - self.held if not first else needed
+            extra = needed if first else needed - self.held
             result = await counters().hold(
                 account_id=self.key.account_id,
                 amount=max(extra, 0),
@@ -233,12 +325,13 @@ class Call:
             )
             if not result.ok:
                 if first:
-                    raise self._payment_required(endpoint, result.reason, result.available, prompt_bound, max_out)
+                    raise self._payment_required(attempt, result.reason, result.available, prompt_bound, max_out)
                 return False
             self.held += max(extra, 0)
         return True
 
-    def _payment_required(self, endpoint, reason, available, prompt_bound, max_out) -> PaymentRequired:
+    def _payment_required(self, attempt, reason, available, prompt_bound, max_out) -> PaymentRequired:
+        endpoint = attempt.endpoint
         base = self._site_url()
         metadata = {"provider_name": None}
         user_id = self.key.account_public_id
@@ -254,14 +347,14 @@ class Call:
             where = f"{base}/settings/keys and create a key with a higher limit"
         else:
             where = f"{base}/settings/credits and add more credits"
-        if prompt_cost > available:
+        if prompt_cost + self.plugin_cost > available:
             affordable = money.affordable_tokens(max(available - endpoint.price_request, 0), endpoint.price_prompt)
             return PaymentRequired(
                 f"Prompt tokens limit exceeded: {prompt_bound} > {affordable}. To increase, visit {where}",
                 metadata=metadata,
                 user_id=user_id,
             )
-        affordable = money.affordable_tokens(available - prompt_cost, endpoint.price_completion)
+        affordable = money.affordable_tokens(available - prompt_cost - self.plugin_cost, endpoint.price_completion)
         return PaymentRequired(
             f"This request requires more credits, or fewer max_tokens. You requested up to {max_out} tokens, "
             f"but can only afford {min(affordable, max_out)}. To increase, visit {where}",
@@ -275,32 +368,38 @@ class Call:
         host = self.headers.get(b"host", b"localhost").decode("latin-1")
         return f"{self.scope.get('scheme', 'http')}://{host}"
 
+    async def _charge(self, attempt: Attempt, usage: Usage, finish: str | None, *, bill_errors: bool) -> tuple[Cost, int]:
+        """(list-price cost, what the account pays): zero-completion insurance, BYOK fee, plugin fees."""
+        cost = usage_cost(attempt.endpoint, usage, training_discount=self.key.training_discount)
+        insured = (usage.completion_tokens == 0 and not finish) or (finish == "error" and not bill_errors)
+        charged = 0 if insured else cost.total
+        if attempt.is_byok and charged:
+            count = await byok_request_count_incr(self.key.account_id)
+            charged = byok_fee(list_price_cost_nanos=cost.total, requests_this_month=count)
+        charged += self.plugin_cost
+        if charged > self.held:
+            logger.warning("%s: cost %s exceeds hold %s; charging the hold", self.id, charged, self.held)
+            charged = self.held
+        return cost, charged
+
     def _settle(
         self,
         *,
-        endpoint: EndpointEntry | None,
+        attempt: Attempt | None,
         usage: Usage | None,
         finish: str | None,
         native: str | None,
+        cost: Cost | None = None,
+        charged: int = 0,
         upstream_id: str = "",
         first_token_at: float | None = None,
-        bill_errors: bool = False,
-    ) -> tuple[Cost, int]:
-        """Work out the charge (zero-completion insurance, cap at the hold) and queue the record."""
+    ) -> None:
+        """Queue the generation record and its charge; the hold is released when it is written."""
         self.settled = True
         now = time.monotonic()
-        cost = Cost(0, 0, 0, 0)
-        charged = 0
-        if endpoint is not None and usage is not None:
-            cost = usage_cost(endpoint, usage, training_discount=self.key.training_discount)
-            insured = usage.completion_tokens == 0 and not finish
-            if finish == "error" and not bill_errors:
-                insured = True
-            charged = 0 if insured else cost.total
-            if charged > self.held:
-                logger.warning("%s: cost %s exceeds hold %s; charging the hold", self.id, charged, self.held)
-                charged = self.held
+        cost = cost or Cost(0, 0, 0, 0)
         usage = usage or Usage()
+        endpoint = attempt.endpoint if attempt else None
         record = GenerationRecord(
             id=self.id,
             account_id=self.key.account_id,
@@ -312,9 +411,11 @@ class Call:
             cost=charged,
             cost_prompt=cost.prompt,
             cost_completion=cost.completion,
+            upstream_cost=cost.total if attempt and attempt.is_byok else 0,
             api_type="completions",
-            model=self.model.slug if self.model else (self.request.model if self.request else ""),
+            model=self.model_slug,
             requested_model=self.request.model if self.request else "",
+            router=self.plan.router if self.plan else None,
             provider_name=endpoint.provider_name if endpoint else "",
             provider_slug=endpoint.provider_slug if endpoint else "",
             endpoint_id=endpoint.id if endpoint else None,
@@ -327,10 +428,11 @@ class Call:
             latency_ms=int((now - self.started) * 1000),
             generation_time_ms=int((now - first_token_at) * 1000) if first_token_at else None,
             first_token_ms=int((first_token_at - self.started) * 1000) if first_token_at else None,
-            finish_reason=normalize_finish_reason(finish) if finish else None,
+            finish_reason=finish,
             native_finish_reason=native,
             streamed=bool(self.request and self.request.stream),
             cancelled=self.disconnected,
+            is_byok=bool(attempt and attempt.is_byok),
             http_referer=self._header(b"http-referer") or self._header(b"referer"),
             app_title=self._header(b"x-openrouter-title") or self._header(b"x-title"),
             user_agent=self._header(b"user-agent"),
@@ -339,32 +441,69 @@ class Call:
             provider_responses=self.attempts,
         )
         settlement_submit(record)
-        return cost, charged
 
-    def _header(self, name: bytes) -> str:
-        value = self.headers.get(name)
-        return value.decode("utf-8", "replace") if value else ""
+    async def _remember(self, attempt: Attempt, *, ttft_ms: float | None, tokens: int, seconds: float) -> None:
+        """After a success: endpoint stats and, where a prompt cache can pay off, stickiness."""
+        stats_record(
+            attempt.endpoint.id,
+            ok=True,
+            status=200,
+            ttft_ms=ttft_ms,
+            tokens_per_second=(tokens / seconds) if tokens and seconds > 0 else None,
+            tool_calls=None,
+        )
+        if self.plan.sticky_key and (caches_prompts(attempt.endpoint) or self.request.session_id):
+            try:
+                await sticky_set(self.plan.sticky_key, attempt.endpoint.id)
+            except Exception:
+                logger.warning("could not store sticky routing", exc_info=True)
 
     # --- upstream attempts -------------------------------------------------------------------
 
-    def _attempt_log(self, endpoint: EndpointEntry, status: int, started: float) -> None:
+    def _attempt_log(self, attempt: Attempt, status: int, started: float) -> None:
         self.attempts.append(
             {
                 "id": self.id,
-                "endpoint_id": str(endpoint.id),
-                "model_permaslug": self.model.slug,
-                "provider_name": endpoint.provider_name,
+                "endpoint_id": str(attempt.endpoint.id),
+                "model_permaslug": attempt.model.slug,
+                "provider_name": attempt.endpoint.provider_name,
                 "status": status,
                 "latency": int((time.monotonic() - started) * 1000),
-                "is_byok": False,
+                "is_byok": attempt.is_byok,
             }
         )
+        if status != 200:
+            stats_record(attempt.endpoint.id, ok=False, status=status if status else None)
 
-    async def _open(self, endpoint: EndpointEntry, prompt_bound: int) -> aiohttp.ClientResponse:
-        path = "/chat/completions" if self.kind == "chat" else "/completions"
-        body = upstream_body(self.request, endpoint.upstream_model_id, None)
+    async def _upstream_request(self, attempt: Attempt, prompt_bound: int) -> tuple[object, UpstreamRequest]:
+        endpoint = attempt.endpoint
+        body = await self._attempt_body(attempt, self._max_output(attempt, prompt_bound))
+        stream = self.request.stream
+        if self.kind == "completions":
+            adapter = adapter_for("openai")
+            payload = {**body, "model": endpoint.upstream_model_id}
+            if stream:
+                payload["stream_options"] = {"include_usage": True}
+            headers = {
+                "Authorization": f"Bearer {attempt.api_key}",
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream" if stream else "application/json",
+            }
+            return adapter, UpstreamRequest(f"{attempt.base_url}/completions", headers, orjson.dumps(payload))
+        adapter = adapter_for(endpoint.dialect)
         try:
-            response = await upstream.post(endpoint.base_url + path, body, endpoint.api_key, stream=self.request.stream)
+            request = adapter.request(
+                body=body, upstream_model=endpoint.upstream_model_id, base_url=attempt.base_url,
+                api_key=attempt.api_key, stream=stream,
+            )
+        except TranslationError as exc:
+            raise AttemptFailed(400, f"{endpoint.provider_name} cannot take this request: {exc}", retryable=True) from None
+        return adapter, request
+
+    async def _open(self, attempt: Attempt, prompt_bound: int):
+        adapter, request = await self._upstream_request(attempt, prompt_bound)
+        try:
+            response = await upstream.send(request.url, request.headers, request.body)
         except TimeoutError:
             raise AttemptFailed(408, "Provider timed out") from None
         except aiohttp.ClientError as exc:
@@ -375,131 +514,152 @@ class Call:
             except (aiohttp.ClientError, TimeoutError):
                 payload = b""
             response.release()
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            message, retry_after = adapter.parse_error(response.status, payload, response.headers)
             raise AttemptFailed(
                 response.status,
-                _provider_message(payload) or f"Provider returned {response.status}",
+                message,
                 retry_after=retry_after,
-                retryable=response.status in RETRYABLE_STATUSES or response.status >= 500,
+                retryable=response.status in RETRYABLE_STATUSES or response.status >= 500 or attempt.is_byok,
             )
-        return response
+        return adapter, response
 
     def _all_failed(self, failures: list[AttemptFailed]) -> ApiError:
-        previous = [
-            {"provider": a["provider_name"], "status": a["status"], "code": a["status"]} for a in self.attempts
-        ]
-        metadata = {"provider_name": self.attempts[-1]["provider_name"] if self.attempts else None,
-                    "previous_errors": previous}
+        previous = [{"provider": a["provider_name"], "status": a["status"], "code": a["status"]} for a in self.attempts]
+        metadata = {
+            "provider_name": self.attempts[-1]["provider_name"] if self.attempts else None,
+            "previous_errors": previous,
+        }
         if failures and all(f.status == 429 for f in failures):
             hints = [f.retry_after for f in failures if f.retry_after is not None]
             headers = {"Retry-After": str(int(min(hints) + 0.999))} if hints else {}
             metadata["error_type"] = "rate_limit_exceeded"
+            metadata["availability"] = {"code": "capacity_exhausted", "retryable": True}
             return RateLimited(
-                f"{self.model.slug} is temporarily rate-limited upstream. Please retry shortly.",
+                f"{self.model_slug} is temporarily rate-limited upstream. Please retry shortly.",
                 metadata=metadata,
                 headers=headers,
             )
         last = failures[-1] if failures else None
-        if last is not None and not last.retryable and 400 <= last.status < 500:
+        if last is not None and not last.retryable and 400 <= last.status < 500 and last.status != 402:
             metadata["error_type"] = "invalid_request"
             return ApiError(last.message, status=last.status, metadata=metadata)
+        if last is not None and all(f.status == 402 for f in failures):
+            return PaymentRequired(last.message, metadata=metadata, user_id=self.key.account_public_id)
         metadata["error_type"] = "provider_unavailable"
+        metadata["availability"] = {"code": "temporarily_unavailable", "retryable": True}
         return ServiceUnavailable(
-            f"No provider could serve {self.model.slug} right now: {last.message if last else 'no endpoints'}",
+            f"No provider could serve {self.model_slug} right now: {last.message if last else 'no endpoints'}",
             metadata=metadata,
         )
 
+    async def _next_attempt(self, index: int, attempt: Attempt, prompt_bound: int, failures: list) -> bool:
+        """Whether ``attempt`` may be tried: its worst case must fit the hold."""
+        if index and not await self._hold_for(attempt, prompt_bound, first=False):
+            self._attempt_log(attempt, 402, time.monotonic())
+            failures.append(AttemptFailed(402, "Insufficient credits for this provider", retryable=True))
+            return False
+        self.attempt = attempt
+        return True
+
     # --- non-streaming ----------------------------------------------------------------------
 
-    async def _serve_json(self, endpoints, prompt_bound: int) -> None:
+    async def _serve_json(self, prompt_bound: int) -> None:
         failures: list[AttemptFailed] = []
-        for index, endpoint in enumerate(endpoints):
-            if index and not await self._hold_for(endpoint, prompt_bound, first=False):
-                self._attempt_log(endpoint, 402, time.monotonic())
-                failures.append(AttemptFailed(402, "Insufficient credits for this provider", retryable=False))
+        for index, attempt in enumerate(self.plan.attempts):
+            if not await self._next_attempt(index, attempt, prompt_bound, failures):
                 continue
             started = time.monotonic()
             try:
-                response = await self._open(endpoint, prompt_bound)
+                adapter, response = await self._open(attempt, prompt_bound)
                 try:
                     payload = await response.read()
                 except (aiohttp.ClientError, TimeoutError):
                     raise AttemptFailed(502, "Provider connection dropped") from None
                 finally:
                     response.release()
-                data = _json_or_none(payload)
-                choices = data.get("choices") if isinstance(data, dict) else None
-                if not isinstance(choices, list) or not choices:
-                    raise AttemptFailed(502, "Provider returned an invalid response")
+                try:
+                    data = adapter.parse_response(payload)
+                except InvalidResponse as exc:
+                    raise AttemptFailed(502, str(exc) or "Provider returned an invalid response") from None
+                choices = data.get("choices")
                 usage = usage_from_provider(data.get("usage")) or Usage()
                 if _is_empty(choices, usage, self.kind):
                     raise AttemptFailed(502, "Provider returned an empty response")
             except AttemptFailed as failure:
-                self._attempt_log(endpoint, failure.status, started)
+                self._attempt_log(attempt, failure.status, started)
                 failures.append(failure)
                 if not failure.retryable:
                     break
                 continue
-            self._attempt_log(endpoint, 200, started)
-            first_token_at = time.monotonic()
-            native = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
-            cost, charged = self._settle(
-                endpoint=endpoint,
-                usage=usage,
-                finish=native or "stop",
-                native=native,
-                upstream_id=str(data.get("id") or ""),
-                first_token_at=first_token_at,
+            self._attempt_log(attempt, 200, started)
+            answered = time.monotonic()
+            first = choices[0] if isinstance(choices[0], dict) else {}
+            tool_calls = bool((first.get("message") or {}).get("tool_calls"))
+            native = first.get("finish_reason")
+            finish = adapter.normalize_finish_reason(native, tool_calls=tool_calls) or "stop"
+            cost, charged = await self._charge(attempt, usage, finish, bill_errors=False)
+            self._settle(
+                attempt=attempt, usage=usage, finish=finish, native=native, cost=cost, charged=charged,
+                upstream_id=str(data.get("id") or ""), first_token_at=answered,
             )
-            await self._send_json(200, self._result_body(data, choices, endpoint, usage, cost, charged))
+            await self._remember(
+                attempt, ttft_ms=(answered - started) * 1000, tokens=usage.completion_tokens, seconds=answered - started
+            )
+            await self._send_json(200, self._result_body(data, choices, attempt, adapter, usage, cost, charged))
             return
         raise self._all_failed(failures)
 
-    def _result_body(self, data: dict, choices: list, endpoint: EndpointEntry, usage: Usage, cost: Cost, charged: int) -> dict:
+    def _result_body(self, data: dict, choices: list, attempt: Attempt, adapter, usage: Usage, cost: Cost, charged: int) -> dict:
+        strip_reasoning = _reasoning_excluded(self.request.body)
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
             native = choice.get("finish_reason")
-            choice["native_finish_reason"] = native
-            choice["finish_reason"] = normalize_finish_reason(native)
-            choice.setdefault("logprobs", None)
             message = choice.get("message")
+            tool_calls = isinstance(message, dict) and bool(message.get("tool_calls"))
+            choice["native_finish_reason"] = native
+            choice["finish_reason"] = adapter.normalize_finish_reason(native, tool_calls=tool_calls)
+            choice.setdefault("logprobs", None)
             if isinstance(message, dict):
                 message.setdefault("refusal", None)
-                message.setdefault("reasoning", None)
+                if strip_reasoning:
+                    message.pop("reasoning_details", None)
+                    message["reasoning"] = None
+                else:
+                    message.setdefault("reasoning", None)
+                if self.search_results and isinstance(message.get("content"), str):
+                    message["annotations"] = annotations_for(message["content"], self.search_results)
         return {
             "id": self.id,
-            "provider": endpoint.provider_name,
-            "model": self.model.slug,
+            "provider": attempt.endpoint.provider_name,
+            "model": attempt.model.slug,
             "object": "chat.completion" if self.kind == "chat" else "text_completion",
             "created": int(time.time()),
             "system_fingerprint": data.get("system_fingerprint"),
             "choices": choices,
-            "usage": usage_body(usage, cost, charged),
+            "usage": usage_body(usage, cost, charged, is_byok=attempt.is_byok),
         }
 
     # --- streaming ------------------------------------------------------------------------------
 
-    async def _serve_stream(self, endpoints, prompt_bound: int) -> None:
+    async def _serve_stream(self, prompt_bound: int) -> None:
         self.lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         self.keepalive_handle = loop.call_later(settings.GATEWAY_KEEPALIVE_SECONDS, self._keepalive_due)
         watcher = loop.create_task(self._watch_disconnect())
         try:
             failures: list[AttemptFailed] = []
-            for index, endpoint in enumerate(endpoints):
+            for index, attempt in enumerate(self.plan.attempts):
                 if self.disconnected:
                     return
-                if index and not await self._hold_for(endpoint, prompt_bound, first=False):
-                    self._attempt_log(endpoint, 402, time.monotonic())
-                    failures.append(AttemptFailed(402, "Insufficient credits for this provider", retryable=False))
+                if not await self._next_attempt(index, attempt, prompt_bound, failures):
                     continue
                 started = time.monotonic()
                 try:
-                    await self._stream_from(endpoint, prompt_bound, started)
+                    await self._stream_from(attempt, prompt_bound, started)
                     return
                 except AttemptFailed as failure:
-                    self._attempt_log(endpoint, failure.status, started)
+                    self._attempt_log(attempt, failure.status, started)
                     failures.append(failure)
                     if not failure.retryable:
                         break
@@ -520,10 +680,9 @@ class Call:
     def _keepalive_due(self) -> None:
         if self.streaming_committed or self.settled or self.disconnected:
             return
-        asyncio.get_running_loop().create_task(self._send_keepalive())
-        self.keepalive_handle = asyncio.get_running_loop().call_later(
-            settings.GATEWAY_KEEPALIVE_SECONDS, self._keepalive_due
-        )
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._send_keepalive())
+        self.keepalive_handle = loop.call_later(settings.GATEWAY_KEEPALIVE_SECONDS, self._keepalive_due)
 
     async def _send_keepalive(self) -> None:
         async with self.lock:
@@ -543,36 +702,39 @@ class Call:
                 }
             )
 
-    async def _stream_from(self, endpoint: EndpointEntry, prompt_bound: int, started: float) -> None:
-        response = await self._open(endpoint, prompt_bound)
+    async def _stream_from(self, attempt: Attempt, prompt_bound: int, started: float) -> None:
+        adapter, response = await self._open(attempt, prompt_bound)
         self.upstream_response = response
-        state = StreamState(self, endpoint)
-        buffer = b""
+        translator = adapter.stream_translator()
+        state = StreamState(
+            generation_id=self.id,
+            model=attempt.model.slug,
+            provider=attempt.endpoint.provider_name,
+            kind=self.kind,
+            adapter=adapter,
+            strip_reasoning=_reasoning_excluded(self.request.body),
+            collect_text=bool(self.search_results),
+        )
+        failed = False
         try:
             try:
                 async for data in response.content.iter_any():
-                    buffer += data
-                    if b"\r\n" in buffer:
-                        buffer = buffer.replace(b"\r\n", b"\n")
-                    events, _, buffer = buffer.rpartition(b"\n\n")
-                    if not events:
-                        continue
-                    out = state.feed(events)
+                    out = state.feed(translator.feed(data))
                     if out:
                         if not self.streaming_committed:
-                            self._attempt_log(endpoint, 200, started)
+                            self._attempt_log(attempt, 200, started)
                             await self._commit_stream()
                         await self.send({"type": "http.response.body", "body": out, "more_body": True})
-                    if state.done:
+                    if translator.done:
                         break
-                if buffer.strip():
-                    out = state.feed(buffer)
+                if not translator.done:
+                    out = state.feed(translator.end())
                     if out and self.streaming_committed:
                         await self.send({"type": "http.response.body", "body": out, "more_body": True})
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 if not self.streaming_committed and not self.disconnected:
                     raise AttemptFailed(502, f"Provider stream failed: {type(exc).__name__}") from None
-                state.failed = not self.disconnected
+                failed = not self.disconnected
         finally:
             if self.disconnected:
                 response.close()  # drops the connection: the provider stops generating
@@ -580,13 +742,13 @@ class Call:
                 response.release()
             self.upstream_response = None
         if not self.streaming_committed and not self.disconnected:
-            raise AttemptFailed(502, "Provider returned an empty stream")
+            message = translator.error or "Provider returned an empty stream"
+            raise AttemptFailed(502, message)
         if self.disconnected:
-            self._settle_stream(endpoint, state, finish=state.finish or "stop", bill_errors=True)
+            await self._settle_stream(attempt, state, finish=state.finish or "stop", bill_errors=True)
             return
-        if not state.done and not state.failed:
-            state.failed = True  # the stream ended without [DONE]: treat as a provider failure
-        await self._finish_stream(endpoint, state)
+        failed = failed or translator.failed or not translator.done
+        await self._finish_stream(attempt, state, failed=failed, started=started)
 
     async def _commit_stream(self) -> None:
         async with self.lock:
@@ -595,42 +757,42 @@ class Call:
                 self.keepalive_handle.cancel()
             await self._start_sse()
 
-    def _settle_stream(self, endpoint: EndpointEntry, state: StreamState, *, finish: str, bill_errors: bool):
-        usage = state.usage
-        if usage is None:
-            usage = Usage(
-                prompt_tokens=estimate_prompt_tokens(self.request.body),
-                completion_tokens=state.completion_tokens,
-            )
-        return usage, *self._settle(
-            endpoint=endpoint,
-            usage=usage,
-            finish=finish,
-            native=state.native_finish,
-            upstream_id=state.upstream_id,
-            first_token_at=state.first_token_at,
-            bill_errors=bill_errors,
+    async def _settle_stream(self, attempt: Attempt, state: StreamState, *, finish: str, bill_errors: bool):
+        usage = state.tail_usage(estimate_prompt_tokens(self.request.body))
+        cost, charged = await self._charge(attempt, usage, finish, bill_errors=bill_errors)
+        self._settle(
+            attempt=attempt, usage=usage, finish=finish, native=state.native_finish, cost=cost, charged=charged,
+            upstream_id=state.upstream_id, first_token_at=state.first_token_at,
         )
+        return usage, cost, charged
 
-    async def _finish_stream(self, endpoint: EndpointEntry, state: StreamState) -> None:
+    async def _finish_stream(self, attempt: Attempt, state: StreamState, *, failed: bool, started: float) -> None:
         tail = b""
-        if state.failed:
+        if failed:
             tail += state.event(
                 {
                     "error": {
                         "code": 502,
                         "message": "Provider disconnected mid-stream",
-                        "metadata": {"error_type": "provider_unavailable", "provider_name": endpoint.provider_name},
+                        "metadata": {"error_type": "provider_unavailable", "provider_name": attempt.endpoint.provider_name},
                     },
-                    "choices": [_error_choice(self.kind)],
+                    "choices": [error_choice(self.kind)],
                 }
             )
-            usage, cost, charged = self._settle_stream(endpoint, state, finish="error", bill_errors=True)
+            usage, cost, charged = await self._settle_stream(attempt, state, finish="error", bill_errors=True)
         else:
-            usage, cost, charged = self._settle_stream(
-                endpoint, state, finish=state.finish or "stop", bill_errors=False
+            usage, cost, charged = await self._settle_stream(attempt, state, finish=state.finish or "stop", bill_errors=False)
+            now = time.monotonic()
+            ttft = ((state.first_token_at or now) - started) * 1000
+            await self._remember(
+                attempt, ttft_ms=ttft, tokens=usage.completion_tokens, seconds=now - (state.first_token_at or started)
             )
-        tail += state.event({"choices": [], "usage": usage_body(usage, cost, charged)})
+        if self.search_results and not failed:
+            annotations = annotations_for("".join(state.text), self.search_results)
+            delta = {"role": "assistant", "content": "", "annotations": annotations}
+            choice = {"index": 0, "delta": delta, "finish_reason": None, "native_finish_reason": None, "logprobs": None}
+            tail += state.event({"choices": [choice]})
+        tail += state.event({"choices": [], "usage": usage_body(usage, cost, charged, is_byok=attempt.is_byok)})
         tail += DONE
         await self.send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -661,16 +823,16 @@ class Call:
                 logger.debug("client gone before the error could be sent", exc_info=True)
             return
         # Headers are out (keep-alive comments were sent): report in-band, then end the stream.
+        self.streaming_committed = True  # no more keep-alive comments
         chunk = {
             "id": self.id,
             "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
             "created": int(time.time()),
-            "model": self.model.slug if self.model else "",
+            "model": self.model_slug,
             "provider": None,
             "error": exc.body()["error"],
-            "choices": [_error_choice(self.kind)],
+            "choices": [error_choice(self.kind)],
         }
-        self.streaming_committed = True  # no more keep-alive comments
         try:
             await self.send(
                 {"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE, "more_body": False}
@@ -679,127 +841,13 @@ class Call:
             logger.debug("client gone before the error could be sent", exc_info=True)
 
 
-class StreamState:
-    """Rewrites a provider's SSE events into OpenRouter's and remembers what they said."""
-
-    __slots__ = (
-        "call", "endpoint", "usage", "finish", "native_finish", "upstream_id", "completion_tokens",
-        "first_token_at", "done", "failed", "object_name", "prefix_pending",
-    )
-
-    def __init__(self, call: Call, endpoint: EndpointEntry) -> None:
-        self.call = call
-        self.endpoint = endpoint
-        self.usage: Usage | None = None
-        self.finish: str | None = None
-        self.native_finish: str | None = None
-        self.upstream_id = ""
-        self.completion_tokens = 0
-        self.first_token_at: float | None = None
-        self.done = False
-        self.failed = False
-        self.object_name = "chat.completion.chunk" if call.kind == "chat" else "text_completion"
-        self.prefix_pending: list[bytes] = []  # events held back until the first token
-
-    def event(self, fields: dict) -> bytes:
-        chunk = {
-            "id": self.call.id,
-            "provider": self.endpoint.provider_name,
-            "model": self.call.model.slug,
-            "object": self.object_name,
-            "created": int(time.time()),
-        }
-        chunk.update(fields)
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-    def feed(self, events: bytes) -> bytes:
-        """Turn complete upstream events into our events. Returns b'' until the first token."""
-        out: list[bytes] = []
-        for line in events.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                self.done = True
-                break
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(chunk, dict):
-                continue
-            if "error" in chunk and not chunk.get("choices"):
-                self.failed = True
-                self.done = True
-                break
-            rendered = self._rewrite(chunk)
-            if rendered is not None:
-                out.append(rendered)
-        if not out:
-            return b""
-        if self.first_token_at is None:
-            self.prefix_pending.extend(out)
-            if not self._has_token():
-                return b""
-            out, self.prefix_pending = self.prefix_pending, []
-        return b"".join(out)
-
-    def _has_token(self) -> bool:
-        return self.completion_tokens > 0
-
-    def _rewrite(self, chunk: dict) -> bytes | None:
-        if not self.upstream_id and isinstance(chunk.get("id"), str):
-            self.upstream_id = chunk["id"]
-        usage = usage_from_provider(chunk.get("usage"))
-        if usage is not None:
-            self.usage = usage
-        choices = chunk.get("choices")
-        if not choices:
-            return None  # the provider's usage chunk: ours replaces it
-        for choice in choices:
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            text = None
-            if isinstance(delta, dict):
-                text = delta.get("content") or delta.get("reasoning") or delta.get("tool_calls")
-            elif isinstance(choice.get("text"), str):
-                text = choice["text"]
-            if text:
-                self.completion_tokens += 1  # providers stream about one token per delta
-                if self.first_token_at is None:
-                    self.first_token_at = time.monotonic()
-            native = choice.get("finish_reason")
-            if native:
-                self.native_finish = native
-                self.finish = native
-            choice["native_finish_reason"] = native
-            choice["finish_reason"] = normalize_finish_reason(native)
-            choice.setdefault("logprobs", None)
-        fields = {"choices": choices}
-        if chunk.get("system_fingerprint") is not None:
-            fields["system_fingerprint"] = chunk["system_fingerprint"]
-        return self.event(fields)
-
-
-def _error_choice(kind: str) -> dict:
-    choice = {"index": 0, "finish_reason": "error", "native_finish_reason": "error", "logprobs": None}
-    if kind == "chat":
-        choice["delta"] = {"content": ""}
-    else:
-        choice["text"] = ""
-    return choice
-
-
-def _json_or_none(payload: bytes):
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
+def _reasoning_excluded(body: dict) -> bool:
+    reasoning = body.get("reasoning")
+    return (isinstance(reasoning, dict) and reasoning.get("exclude") is True) or body.get("include_reasoning") is False
 
 
 def _is_empty(choices: list, usage: Usage, kind: str) -> bool:
-    first = choices[0] if isinstance(choices[0], dict) else {}
+    first = choices[0] if choices and isinstance(choices[0], dict) else {}
     if kind == "chat":
         message = first.get("message") or {}
         has_output = bool(message.get("content") or message.get("tool_calls") or message.get("reasoning"))
@@ -807,22 +855,3 @@ def _is_empty(choices: list, usage: Usage, kind: str) -> bool:
         has_output = bool(first.get("text"))
     return not has_output and usage.completion_tokens == 0
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
-
-
-def _provider_message(payload: bytes) -> str:
-    data = _json_or_none(payload)
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"][:500]
-        if isinstance(error, str):
-            return error[:500]
-    return ""

@@ -2,7 +2,8 @@
 
 Inputs are ``Model`` rows from ``routing.selectors`` (they carry ``active_endpoints``). Prices
 leave as OpenRouter's strings of USD per token (or per request / per image), converted only by
-``billing.money``.
+``billing.money``. Uptime, latency and throughput come from live traffic (``routing.stats``)
+and stay null for an endpoint without measurements.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from billing.money import nanos_to_price_string, per_million_nanos_to_price_string
 from routing.models import Endpoint, Model, Provider
 from routing.selectors import model_cheapest_endpoint, model_supported_parameters
+from routing.stats import EndpointStats, endpoint_stats
 
 API_PREFIX = "/api/v1"
 
@@ -81,8 +83,8 @@ def model_dict(model: Model) -> dict[str, Any]:
     return data
 
 
-def endpoint_dict(model: Model, endpoint: Endpoint) -> dict[str, Any]:
-    """OpenRouter's ``PublicEndpoint``. Uptime and performance stay null until they are measured."""
+def endpoint_dict(model: Model, endpoint: Endpoint, stats: EndpointStats | None = None) -> dict[str, Any]:
+    """OpenRouter's ``PublicEndpoint``. Uptime (%) and performance (TTFT ms, tokens/s) are null until measured."""
     return {
         "name": f"{endpoint.provider.name} | {model.canonical_slug}",
         "model_id": model.canonical_slug,
@@ -96,12 +98,12 @@ def endpoint_dict(model: Model, endpoint: Endpoint) -> dict[str, Any]:
         "max_prompt_tokens": endpoint.max_prompt_tokens,
         "supported_parameters": list(endpoint.supported_parameters),
         "status": endpoint.status,
-        "uptime_last_30m": None,
-        "uptime_last_5m": None,
-        "uptime_last_1d": None,
+        "uptime_last_30m": stats.uptime_30m if stats else None,
+        "uptime_last_5m": stats.uptime_5m if stats else None,
+        "uptime_last_1d": stats.uptime_1d if stats else None,
         "supports_implicit_caching": endpoint.supports_implicit_caching,
-        "latency_last_30m": None,
-        "throughput_last_30m": None,
+        "latency_last_30m": stats.latency_30m.as_dict() if stats and stats.latency_30m else None,
+        "throughput_last_30m": stats.throughput_30m.as_dict() if stats and stats.throughput_30m else None,
         # Fields the official SDK (1.3.84) requires beyond the bundled spec.
         "native_tools": {},
         "service_tier": None,
@@ -118,13 +120,14 @@ def _tool_choice_support(endpoint: Endpoint) -> dict[str, bool]:
 
 def model_endpoints_dict(model: Model) -> dict[str, Any]:
     """OpenRouter's ``ListEndpointsResponse``."""
+    stats = endpoint_stats([endpoint.id for endpoint in model.active_endpoints])
     return {
         "id": model.slug,
         "name": model.name,
         "created": model.created,
         "description": model.description,
         "architecture": architecture_dict(model),
-        "endpoints": [endpoint_dict(model, endpoint) for endpoint in model.active_endpoints],
+        "endpoints": [endpoint_dict(model, endpoint, stats.get(endpoint.id)) for endpoint in model.active_endpoints],
     }
 
 

@@ -121,6 +121,8 @@ def _check_common(body: dict) -> tuple[str | None, bool, int | None]:
             raise BadRequest(f"'{field}' must be a string")
     if isinstance(body.get("session_id"), str) and len(body["session_id"]) > 256:
         raise BadRequest("'session_id' must be at most 256 characters")
+    if model is None and models:
+        model = models[0]  # only a fallback list: its first entry is the primary model
     return (model.strip() if isinstance(model, str) else None), stream, max_tokens
 
 
@@ -189,16 +191,12 @@ def parse_completion(body: dict, default_model: str) -> InferenceRequest:
     )
 
 
-def upstream_body(request: InferenceRequest, upstream_model_id: str, max_tokens: int | None) -> bytes:
-    """The body a provider receives: OpenRouter-only fields removed, model and user rewritten."""
+def provider_body(request: InferenceRequest) -> dict:
+    """What every provider may see of the request: OpenRouter-only fields removed, ``user`` hashed."""
     body = request.body.copy()
     for field in OPENROUTER_FIELDS:
         body.pop(field, None)
-    body["model"] = upstream_model_id
+    body.pop("model", None)
     if request.user:
         body["user"] = hashlib.sha256(request.user.encode()).hexdigest()[:32]
-    if max_tokens is not None and "max_tokens" not in body and "max_completion_tokens" not in body:
-        body["max_tokens"] = max_tokens
-    if request.stream:
-        body["stream_options"] = {"include_usage": True}
-    return orjson.dumps(body)
+    return body

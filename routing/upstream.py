@@ -15,6 +15,7 @@ import weakref
 import aiohttp
 from django.conf import settings
 
+USER_AGENT = "openrouter-gateway/0.1"
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = weakref.WeakKeyDictionary()
 
 
@@ -37,17 +38,12 @@ def session() -> aiohttp.ClientSession:
     return current
 
 
-def post(url: str, body: bytes, api_key: str, *, stream: bool):
-    headers = {
-        "Authorization": f"Bearer {api_key}",
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream" if stream else "application/json",
-        "User-Agent": "openrouter-gateway/0.1",
-    }
+def send(url: str, headers: dict[str, str], body: bytes):
+    """POST ``body`` to a provider (a context manager / awaitable aiohttp request)."""
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.GATEWAY_CONNECT_TIMEOUT, sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT
     )
-    return session().post(url, data=body, headers=headers, timeout=timeout)
+    return session().post(url, data=body, headers={**headers, "User-Agent": USER_AGENT}, timeout=timeout)
 
 
 async def close_all() -> None:

@@ -3,7 +3,9 @@
 Used by ``make run``: migrates, loads the catalog, prepares the demo account and
 prints its API key, then runs the provider simulator, the web server (Daphne),
 a Celery worker and Celery beat, and stops every one of them when any exits or
-on Ctrl-C.
+on Ctrl-C. Without ``STRIPE_SECRET_KEY`` it also runs the local Stripe server
+(localstripe, ``STRIPE_PORT``, default 8420) and registers the platform's webhook
+endpoint with it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +31,17 @@ def _stop(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def wait_for(url: str, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 def main() -> int:
     # Ctrl-C (and SIGTERM) stop everything, even when started where SIGINT is ignored.
     signal.signal(signal.SIGINT, _stop)
@@ -35,8 +49,12 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     sim_port = os.environ.get("SIMULATOR_PORT", "8090")
+    stripe_port = os.environ.get("STRIPE_PORT", "8420")
+    local_stripe = not os.environ.get("STRIPE_SECRET_KEY")
     env = os.environ.copy()
     env.setdefault("PROVIDER_SIMULATOR_URL", f"http://127.0.0.1:{sim_port}")
+    if local_stripe:
+        env.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{stripe_port}")
     os.environ.update(env)
 
     print("migrating the database ...", flush=True)
@@ -51,18 +69,37 @@ def main() -> int:
         "worker": [PYTHON, "-m", "celery", "-A", "openrouter_site", "worker", "--pool", "solo", "-l", "warning"],
         "beat": [PYTHON, "-m", "celery", "-A", "openrouter_site", "beat", "-l", "warning"],
     }
+    var = Path(env.get("VAR_DIR", ROOT / "var"))
+    if local_stripe:
+        commands["stripe"] = [
+            PYTHON, "scripts/localstripe_server.py", "--port", stripe_port, "--store", str(var / "localstripe.pickle"),
+        ]
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands.items():
-            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+            output = open(var / "localstripe.log", "ab") if name == "stripe" else None  # its access log is chatty
+            processes[name] = subprocess.Popen(
+                command, cwd=ROOT, env=env, start_new_session=True, stdout=output, stderr=output
+            )
         time.sleep(1.5)
         base = f"http://{host}:{port}"
+        stripe_line = "Stripe:       real Stripe (STRIPE_SECRET_KEY)"
+        if local_stripe:
+            if not wait_for(f"{env['STRIPE_API_BASE']}/js.stripe.com/v3/"):
+                print("localstripe did not start; see var/localstripe.log", flush=True)
+                return 1
+            print(manage("stripe_webhook_register", f"http://127.0.0.1:{port}/billing/webhooks/stripe").strip(), flush=True)
+            stripe_line = (
+                f"Stripe:       localstripe at {env['STRIPE_API_BASE']} (test card 4242424242424242, any future date, any CVC)"
+            )
         print(
             f"""
 The platform is running.
   web + API:    {base}/            (API under {base}/api/v1)
+  credits page: {base}/settings/credits
   {demo[0]}
   API key:      {key}
+  {stripe_line}
 
 Try it:
   curl {base}/api/v1/chat/completions -H "Authorization: Bearer {key}" \\

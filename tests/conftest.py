@@ -67,10 +67,13 @@ def _clean_gateway_state():
     from accounts import keycache
     from billing.counters import counters
     from routing import catalog_cache
+    from routing.stats import stats_reset
 
     keycache.clear()
     catalog_cache.invalidate()
     counters().reset()
+    _reset_routing_state()
+    stats_reset()
     yield
 
 
@@ -79,3 +82,54 @@ def gateway(live_server_url, catalog, simulator):
     """Everything a gateway test needs: live server, catalog, simulator reset to healthy."""
     simulator.reset()
     return live_server_url
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    """The local Stripe server (localstripe) as a subprocess; the platform's Stripe calls go to it."""
+    from django.conf import settings
+
+    from tests.localstripe_process import LocalStripeProcess
+
+    saved = (settings.STRIPE_API_BASE, settings.STRIPE_SECRET_KEY)
+    with LocalStripeProcess() as server:
+        settings.STRIPE_API_BASE, settings.STRIPE_SECRET_KEY = server.url, ""
+        yield server
+    settings.STRIPE_API_BASE, settings.STRIPE_SECRET_KEY = saved
+
+
+@pytest.fixture(scope="session")
+def stripe_webhooks(localstripe, live_server_url):
+    """localstripe signs its payment events and POSTs them to the live server's webhook endpoint."""
+    from django.conf import settings
+
+    from billing.stripe_client import WEBHOOK_EVENTS
+
+    localstripe.webhook_register(
+        url=f"{live_server_url.url}/billing/webhooks/stripe", secret=settings.STRIPE_WEBHOOK_SECRET, events=WEBHOOK_EVENTS
+    )
+    return localstripe
+
+
+@pytest.fixture
+def celery_eager():
+    """Celery tasks run in the process that queues them (``.delay`` runs the task at once)."""
+    from openrouter_site.celery import app
+
+    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+def _reset_routing_state() -> None:
+    """Per-process routing state (rate limits, stickiness, BYOK caches) starts empty in every test."""
+    from accounts import byok_cache
+    from billing.byok import byok_request_counts_reset
+    from routing.ratelimits import rate_limits
+    from routing.sticky import sticky_reset
+
+    rate_limits().reset()
+    sticky_reset()
+    byok_cache.clear()
+    byok_request_counts_reset()

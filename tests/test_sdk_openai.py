@@ -43,9 +43,10 @@ def test_chat_non_streaming(gateway):
     usage = completion.usage
     assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-    expected = cost_of(endpoints[0], usage.prompt_tokens, usage.completion_tokens)
+    served = next(e for e in endpoints if e.provider.name == completion.model_extra["provider"])
+    expected = cost_of(served, usage.prompt_tokens, usage.completion_tokens)
     assert usage.model_extra["cost"] == nanos_to_usd_number(expected)
-    assert completion.model_extra["provider"] == endpoints[0].provider.name
+    assert served.model.slug == slug
 
 
 def test_chat_raw_response_carries_generation_id_header(gateway):
@@ -71,7 +72,8 @@ def test_chat_streaming(gateway):
     last = chunks[-1]
     assert last.choices == []
     assert last.usage is not None and last.usage.completion_tokens > 0
-    expected = cost_of(endpoints[0], last.usage.prompt_tokens, last.usage.completion_tokens)
+    served = next(e for e in endpoints if e.provider.name == chunks[0].model_extra["provider"])
+    expected = cost_of(served, last.usage.prompt_tokens, last.usage.completion_tokens)
     assert last.usage.model_extra["cost"] == nanos_to_usd_number(expected)
 
 

@@ -15,7 +15,8 @@ from .state import Registry
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m routing.simulator", description="Simulated OpenAI-compatible LLM providers."
+        prog="python -m routing.simulator",
+        description="Simulated LLM providers (OpenAI, Anthropic Messages and Gemini dialects).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port to bind; 0 picks a free one (default 8090)")

@@ -28,10 +28,11 @@ DONE = b"data: [DONE]\n\n"
 class RequestError(ValueError):
     """A request the simulator answers with 400."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, *, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -47,6 +48,11 @@ class Job:
     finish_reason: str | None
     id: str
     created: int
+
+    @property
+    def output_tokens(self) -> int:
+        """Tokens the reply costs (every unit an encoder writes is one token)."""
+        return len(self.tokens)
 
     def make_empty(self) -> None:
         """Turn the reply into the ``empty`` failure: no content, no finish reason."""
@@ -279,6 +285,11 @@ class SseEncoder:
         if self.job.include_usage:
             payload["usage"] = usage_obj
         return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """What ``content`` is called with, one token each, in order."""
+        return self.job.tokens
 
     def opening(self) -> bytes:
         """The first event (chat: the assistant role with empty content; text: nothing)."""

@@ -2,9 +2,15 @@
 
 Provider routes (any slug)::
 
-    POST /p/<slug>/v1/chat/completions
-    POST /p/<slug>/v1/completions
+    POST /p/<slug>/v1/chat/completions                       OpenAI chat
+    POST /p/<slug>/v1/completions                            OpenAI legacy completions
     GET  /p/<slug>/v1/models
+    POST /p/<slug>/v1/messages                               Anthropic Messages
+    POST /p/<slug>/v1/models/<model>:generateContent         Gemini
+    POST /p/<slug>/v1/models/<model>:streamGenerateContent   Gemini (``?alt=sse``)
+
+Every dialect (``dialects``, ``anthropic``, ``gemini``) gets the same latency, failure modes,
+pacing and stats; only parsing, encoding and the shape of errors differ.
 
 Control routes::
 
@@ -25,38 +31,26 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from .anthropic import ANTHROPIC
 from .config import SettingsError
-from .protocol import Job, RequestError, SseEncoder, completion_body, error_body, parse_chat, parse_text
+from .dialects import OPENAI_CHAT, OPENAI_TEXT, Dialect, Encoder
+from .gemini import GEMINI
+from .protocol import Job, RequestError, error_body
 from .state import ProviderState, Registry
 
 REGISTRY_KEY = web.AppKey("registry", Registry)
 JSON = "application/json"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_BODY_BYTES = 64 * 1024 * 1024
-
-FAILURES: dict[str, tuple[int, bytes]] = {
-    "500": (500, error_body("Simulated internal server error", "server_error", "internal_error")),
-    "502": (502, error_body("Simulated bad gateway", "server_error", "bad_gateway")),
-    "503": (
-        503,
-        error_body("Simulated service unavailable: the provider is overloaded", "server_error", "service_unavailable"),
-    ),
-    "429": (429, error_body("Simulated rate limit exceeded", "rate_limit_error", "rate_limit_exceeded")),
-}
-UNAUTHORIZED = error_body(
-    "Missing or invalid Authorization header; expected 'Bearer <key>'", "invalid_request_error", "invalid_api_key"
-)
+FAILURE_MODES = frozenset({"500", "502", "503", "429"})  # answered with an error status
 MODELS_BODY = orjson.dumps({"object": "list", "data": []})
 HEALTH_BODY = orjson.dumps({"ok": True})
-
-Parser = Callable[[Any, str, Any], Job]
 
 
 class ClientGone(Exception):
@@ -74,11 +68,6 @@ def error_response(
 
 
 # --- provider endpoints ----------------------------------------------------------------------
-
-
-def _authorized(request: web.Request) -> bool:
-    header = request.headers.get("Authorization")
-    return header is not None and len(header) > 7 and header[:7].lower() == "bearer " and not header[7:].isspace()
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -101,11 +90,10 @@ def _check_connected(request: web.Request) -> None:
         raise ClientGone
 
 
-def _failure_response(mode: str, state: ProviderState) -> web.Response:
-    status, body = FAILURES[mode]
+def _failure_response(dialect: Dialect, mode: str, state: ProviderState) -> web.Response:
+    status, body, headers = dialect.failure(mode, state.settings)
     response = web.Response(body=body, status=status, content_type=JSON)
-    if mode == "429":
-        response.headers["Retry-After"] = f"{state.settings.retry_after:g}"
+    response.headers.update(headers)
     return response
 
 
@@ -116,55 +104,61 @@ def _drop_connection(request: web.Request) -> None:
         transport.close()
 
 
-async def _completion(request: web.Request, parse: Parser) -> web.StreamResponse:
-    """Shared handler of /chat/completions and /completions."""
+async def _completion(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    """Shared handler of every generation route, whatever its dialect."""
     slug = request.match_info["slug"]
     state = request.app[REGISTRY_KEY].get(slug)
     stats = state.stats
     stats.requests += 1
-    if not _authorized(request):
+    if not dialect.authorized(request):
         stats.failed += 1
-        return web.Response(body=UNAUTHORIZED, status=401, content_type=JSON)
+        status, body = dialect.auth_error
+        return web.Response(body=body, status=status, content_type=JSON)
     try:
         body = await _read_json(request)
         state.last_request = body
         state.last_headers = request.raw_headers
-        job = parse(body, slug, state.settings)
+        job = dialect.parse(body, request, state)
     except RequestError as exc:
         stats.failed += 1
-        return error_response(400, exc.message, code="invalid_request", param=exc.param)
+        return web.Response(
+            body=dialect.error(exc.status, exc.message, exc.param), status=exc.status, content_type=JSON
+        )
     mode = state.draw_failure()
     try:
-        return await _answer(request, state, job, mode)
+        return await _answer(request, state, dialect, job, mode)
     except asyncio.CancelledError:
         if mode is None:
             stats.cancelled += 1
         raise
 
 
-async def _answer(request: web.Request, state: ProviderState, job: Job, mode: str | None) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, state: ProviderState, dialect: Dialect, job: Job, mode: str | None
+) -> web.StreamResponse:
     settings = state.settings
     stats = state.stats
     if settings.latency_ms > 0:
         await asyncio.sleep(settings.latency_ms / 1000)
     if mode is not None:
         stats.failed += 1
-        if mode in FAILURES:
-            return _failure_response(mode, state)
+        if mode in FAILURE_MODES:
+            return _failure_response(dialect, mode, state)
         if mode == "timeout":
             await asyncio.get_running_loop().create_future()  # until the client gives up
         if mode == "empty":
             job.make_empty()
     if job.stream:
-        return await _stream(request, state, job, mode)
+        return await _stream(request, state, dialect.encoder(job), mode)
     if mode == "drop":
         _drop_connection(request)
         return web.Response(status=500)
     tps = settings.tokens_per_second
-    if tps > 0 and job.tokens:
-        await asyncio.sleep(len(job.tokens) / tps)
-    response = web.Response(body=completion_body(job), content_type=JSON)
-    stats.tokens_emitted += len(job.tokens)
+    output_tokens = job.output_tokens
+    if tps > 0 and output_tokens:
+        await asyncio.sleep(output_tokens / tps)
+    response = web.Response(body=dialect.body(job), content_type=JSON)
+    stats.tokens_emitted += output_tokens
     if mode is None:
         stats.completed += 1
     return response
@@ -175,7 +169,7 @@ class _Stream:
 
     __slots__ = ("request", "response", "encoder", "sent")
 
-    def __init__(self, request: web.Request, response: web.StreamResponse, encoder: SseEncoder) -> None:
+    def __init__(self, request: web.Request, response: web.StreamResponse, encoder: Encoder) -> None:
         self.request = request
         self.response = response
         self.encoder = encoder
@@ -205,20 +199,22 @@ class _Stream:
             delay = start + (index + 1) / tps - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._write(encoder.content(token))
+            data = encoder.content(token)
+            if data:
+                await self._write(data)
             self.sent += 1
         if close:
             await self._write(encoder.closing(self.sent))
 
 
-async def _stream(request: web.Request, state: ProviderState, job: Job, mode: str | None) -> web.StreamResponse:
+async def _stream(request: web.Request, state: ProviderState, encoder: Encoder, mode: str | None) -> web.StreamResponse:
     """Stream the reply as SSE; counts tokens actually written and client disconnects."""
     stats = state.stats
     tps = state.settings.tokens_per_second
     drop = mode == "drop"
-    tokens = job.tokens[: state.settings.drop_after_chunks] if drop else job.tokens
+    tokens = encoder.units[: state.settings.drop_after_chunks] if drop else encoder.units
     response = web.StreamResponse(headers=SSE_HEADERS)
-    stream = _Stream(request, response, SseEncoder(job))
+    stream = _Stream(request, response, encoder)
     try:
         await response.prepare(request)
         if tps > 0:
@@ -244,11 +240,19 @@ async def _stream(request: web.Request, state: ProviderState, job: Job, mode: st
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _completion(request, parse_chat)
+    return await _completion(request, OPENAI_CHAT)
 
 
 async def text_completions(request: web.Request) -> web.StreamResponse:
-    return await _completion(request, parse_text)
+    return await _completion(request, OPENAI_TEXT)
+
+
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    return await _completion(request, ANTHROPIC)
+
+
+async def gemini_generate(request: web.Request) -> web.StreamResponse:
+    return await _completion(request, GEMINI)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -343,6 +347,8 @@ def create_app(registry: Registry | None = None) -> web.Application:
     router.add_post("/p/{slug}/v1/chat/completions", chat_completions)
     router.add_post("/p/{slug}/v1/completions", text_completions)
     router.add_get("/p/{slug}/v1/models", list_models)
+    router.add_post("/p/{slug}/v1/messages", anthropic_messages)
+    router.add_post("/p/{slug}/v1/models/{target:.+}", gemini_generate)
     router.add_get("/_control/health", control_health)
     router.add_get("/_control/providers", control_providers)
     for method in ("GET", "PUT", "PATCH"):

@@ -26,7 +26,7 @@ class ProviderStats:
 
 
 class ProviderState:
-    """One provider: its settings layer, failure RNG and budget, stats and last request."""
+    """One provider: its settings layer, failure RNG and budget, stats, last request and prompt cache."""
 
     __slots__ = (
         "slug",
@@ -37,6 +37,7 @@ class ProviderState:
         "stats",
         "last_request",
         "last_headers",
+        "prompt_cache",
         "_seed",
     )
 
@@ -47,6 +48,7 @@ class ProviderState:
         self.stats = ProviderStats()
         self.last_request: Any = None
         self.last_headers: tuple[tuple[bytes, bytes], ...] | None = None  # raw, as received
+        self.prompt_cache: set[bytes] = set()  # prompt prefixes written to the simulated cache
         self.settings = ProviderSettings()
         self.fail_remaining: int | None = None
         self.rng = random.Random()

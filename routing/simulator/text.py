@@ -13,6 +13,7 @@ import hashlib
 import random
 import re
 from functools import lru_cache
+from typing import Any
 
 WORDS: tuple[str, ...] = tuple(
     """
@@ -92,3 +93,45 @@ def _generate(seed: int, count: int) -> tuple[str, ...]:
 
 
 _cached_tokens = lru_cache(maxsize=8192)(_generate)
+
+
+SIM_TOOL_RE = re.compile(r"\[sim:tool=([A-Za-z0-9_.:-]{1,64})\]")
+
+
+def forced_tool(text: str) -> str | None:
+    """NAME from a ``[sim:tool=NAME]`` control in ``text``: the reply calls that tool."""
+    match = SIM_TOOL_RE.search(text)
+    return match.group(1) if match else None
+
+
+def tool_arguments(seed: int, schema: Any) -> dict[str, Any]:
+    """Deterministic arguments that fit a JSON Schema object (enums, types, nesting)."""
+    value = _schema_value(random.Random(seed), schema if isinstance(schema, dict) else {}, 0)
+    return value if isinstance(value, dict) else {}
+
+
+def _schema_value(rng: random.Random, schema: dict[str, Any], depth: int) -> Any:
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return rng.choice(enum)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties") if depth < 4 else None
+        if not isinstance(properties, dict):
+            return {}
+        return {
+            name: _schema_value(rng, sub if isinstance(sub, dict) else {}, depth + 1)
+            for name, sub in properties.items()
+        }
+    if kind == "array":
+        items = schema.get("items")
+        return [_schema_value(rng, items if isinstance(items, dict) else {}, depth + 1)] if depth < 4 else []
+    if kind == "integer":
+        return rng.randint(1, 100)
+    if kind == "number":
+        return round(rng.uniform(0, 100), 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    return rng.choice(WORDS)

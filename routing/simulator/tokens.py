@@ -67,3 +67,11 @@ def count_prompt_tokens(prompt: str | list[Any]) -> int:
         else:
             total += 1
     return total
+
+
+_PIECE_RE = re.compile(r"\s*(?:\w+|[^\w\s])")
+
+
+def token_pieces(text: str) -> tuple[str, ...]:
+    """``text`` cut into pieces of exactly one token each (leading spaces kept, so they join back)."""
+    return tuple(_PIECE_RE.findall(text))

@@ -18,11 +18,15 @@ from tests.openapi import validate_response, validate_schema
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def multi_provider_model(min_endpoints: int = 2) -> tuple[str, list[Endpoint]]:
-    """A paid model served by several providers, with its endpoints cheapest first."""
+def multi_provider_model(min_endpoints: int = 2, dialect: str = "openai") -> tuple[str, list[Endpoint]]:
+    """A paid model served by several providers of one dialect, with its endpoints cheapest first."""
     by_model: dict[str, list[Endpoint]] = {}
-    for endpoint in Endpoint.objects.filter(active=True, price_prompt__gt=0).select_related("model", "provider"):
+    rows = Endpoint.objects.filter(active=True, price_prompt__gt=0).select_related("model", "provider")
+    for endpoint in rows:
         by_model.setdefault(endpoint.model.slug, []).append(endpoint)
+    by_model = {
+        slug: endpoints for slug, endpoints in by_model.items() if all(e.provider.dialect == dialect for e in endpoints)
+    }
     for slug, endpoints in sorted(by_model.items()):
         if len(endpoints) >= min_endpoints:
             endpoints.sort(key=lambda e: (e.price_prompt + e.price_completion, e.price_request, e.tag))
@@ -32,6 +36,7 @@ def multi_provider_model(min_endpoints: int = 2) -> tuple[str, list[Endpoint]]:
 
 def chat(server, bundle, **body) -> httpx.Response:
     body.setdefault("messages", [{"role": "user", "content": "Say hello in five words."}])
+    body.setdefault("provider", {"sort": "price"})  # deterministic order: cheapest first
     return httpx.post(f"{server.api}/chat/completions", json=body, headers=bundle.headers, timeout=30)
 
 
@@ -98,7 +103,8 @@ def test_streaming_answer_has_chunks_usage_and_done(gateway):
     with httpx.stream(
         "POST",
         f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8},
+        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8,
+              "provider": {"sort": "price"}},
         headers=bundle.headers,
         timeout=30,
     ) as response:
@@ -140,7 +146,8 @@ def test_provider_fault_before_first_token_falls_back(gateway, simulator, fault,
         with httpx.stream(
             "POST",
             f"{gateway.api}/chat/completions",
-            json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 6},
+            json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 6,
+                  "provider": {"sort": "price"}},
             headers=bundle.headers,
             timeout=30,
         ) as response:
@@ -198,7 +205,8 @@ def test_mid_stream_failure_ends_with_error_chunk_and_bills_delivered_tokens(gat
     with httpx.stream(
         "POST",
         f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 20},
+        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 20,
+              "provider": {"sort": "price"}},
         headers=bundle.headers,
         timeout=30,
     ) as response:
@@ -231,7 +239,7 @@ def test_client_disconnect_cancels_upstream_and_bills_only_generated_tokens(gate
     with httpx.stream(
         "POST",
         f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "provider": {"sort": "price"}},
         headers=bundle.headers,
         timeout=30,
     ) as response:

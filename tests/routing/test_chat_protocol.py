@@ -23,7 +23,8 @@ def test_keepalive_comments_while_waiting_for_the_provider(gateway, simulator, s
     with httpx.stream(
         "POST",
         f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 4},
+        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 4,
+              "provider": {"sort": "price"}},
         headers=bundle.headers,
         timeout=30,
     ) as response:
@@ -109,7 +110,8 @@ def test_provider_timeout_falls_back(gateway, simulator, settings, stream):
     bundle = make_key()
     response = httpx.post(
         f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": stream, "max_tokens": 4},
+        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": stream, "max_tokens": 4,
+              "provider": {"sort": "price"}},
         headers=bundle.headers,
         timeout=30,
     )

@@ -395,6 +395,26 @@ def test_endpoints_of_a_multi_provider_model(client, catalog):
     assert "tools" in groq["supported_parameters"]
 
 
+def test_endpoints_show_measured_uptime_latency_and_throughput(client, catalog):
+    from routing.stats import stats_flush, stats_record
+
+    groq = Endpoint.objects.get(model__slug="meta-llama/llama-3.3-70b-instruct", tag="groq")
+    for i in range(20):
+        stats_record(groq.id, ok=True, status=200, ttft_ms=200 + i * 10, tokens_per_second=100 + i)
+    stats_record(groq.id, ok=False, status=502)
+    stats_record(groq.id, ok=False, status=429)  # not counted in uptime
+    stats_flush()
+    rows = endpoints(client, "meta-llama/llama-3.3-70b-instruct")["data"]["endpoints"]
+    measured = next(e for e in rows if e["tag"] == "groq")
+    assert measured["uptime_last_5m"] == measured["uptime_last_30m"] == measured["uptime_last_1d"] == 95.24
+    latency, throughput = measured["latency_last_30m"], measured["throughput_last_30m"]
+    assert set(latency) == set(throughput) == {"p50", "p75", "p90", "p99"}
+    assert 270 <= latency["p50"] <= 320 and latency["p50"] < latency["p75"] < latency["p90"] < latency["p99"] <= 390 * 1.2
+    assert 100 / 1.2 <= throughput["p99"] < throughput["p90"] < throughput["p75"] < throughput["p50"] <= 120
+    for other in (e for e in rows if e["tag"] != "groq"):
+        assert other["uptime_last_5m"] is None and other["latency_last_30m"] is None
+
+
 def test_endpoints_of_closed_and_free_models(client, catalog):
     claude = endpoints(client, "anthropic/claude-3.5-sonnet")["data"]["endpoints"]
     assert {e["provider_name"] for e in claude} == {"Anthropic", "Google"}

@@ -1,0 +1,188 @@
+"""From a validated request to the ordered list of attempts the gateway will make.
+
+Resolves the model id (static ids, dynamic variants such as ``:nitro``, the routers
+``openrouter/auto`` and ``openrouter/free``, the ``models`` fallback list), filters
+endpoints by the modalities the request needs, asks ``routing.selection`` for the
+order (provider preferences, price-weighted load balancing, health, sticky
+routing), then puts bring-your-own-key attempts where OpenRouter puts them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from openrouter_site.errors import BadRequest
+
+from .catalog_cache import EndpointEntry, ModelEntry, catalog, model_lookup
+from .plugins import enabled_plugin
+from .routers import auto_route, free_route, has_images
+from .selection import ConstraintFiltered, plan_route, preferences_parse
+from .stats import health_snapshot
+from .sticky import conversation_key, sticky_get
+
+DYNAMIC_VARIANTS = frozenset({"nitro", "floor", "exacto", "online", "thinking", "extended", "free"})
+AUTO_ROUTERS = frozenset({"openrouter/auto", "openrouter/auto-beta"})
+
+
+@dataclass(slots=True)
+class Attempt:
+    endpoint: EndpointEntry
+    model: ModelEntry
+    base_url: str
+    api_key: str
+    is_byok: bool = False
+    dropped: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Plan:
+    attempts: list[Attempt]
+    router: str | None = None
+    variant: str | None = None
+    free: bool = False
+    web: dict | None = None
+    sticky_key: str | None = None
+    byok_providers: frozenset[str] = field(default_factory=frozenset)
+
+
+async def _resolve(slug: str) -> tuple[ModelEntry | None, str | None]:
+    model = await model_lookup(slug)
+    if model is not None:
+        return model, ("free" if slug.endswith(":free") else None)
+    base, separator, suffix = slug.rpartition(":")
+    if separator and suffix in DYNAMIC_VARIANTS and suffix != "free":
+        model = await model_lookup(base)
+        if model is not None:
+            return model, suffix
+    return None, None
+
+
+def _primary_slugs(body: dict, requested: str, snapshot) -> tuple[list[str], str | None]:
+    if requested in AUTO_ROUTERS:
+        _category, slugs = auto_route(body, available=snapshot.models.keys())
+        return slugs, requested
+    if requested == "openrouter/free":
+        return free_route(body, list(snapshot.models.values())), requested
+    return [requested], None
+
+
+def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[ModelEntry]:
+    """Only endpoints that can take the request: images need image input; legacy completions need OpenAI."""
+    needs_images = kind == "chat" and has_images(body)
+    if not needs_images and kind == "chat":
+        return models
+    kept = []
+    for model in models:
+        endpoints = tuple(
+            e
+            for e in model.endpoints
+            if (not needs_images or "image" in e.input_modalities) and (kind == "chat" or e.dialect == "openai")
+        )
+        if endpoints:
+            kept.append(dataclasses.replace(model, endpoints=endpoints))
+    if not kept:
+        field_name = "input_modalities" if needs_images else "api_type"
+        detail = "no endpoint accepts image input" if needs_images else "no endpoint serves legacy completions"
+        raise ConstraintFiltered(
+            f"No endpoints found that support {'image input' if needs_images else 'legacy completions'}.",
+            requested_models=[m.slug for m in models],
+            excluded_by=[field_name],
+            constraint={"field": field_name, "detail": detail},
+        )
+    return kept
+
+
+async def plan_request(
+    *, body: dict, requested: str, kind: str, account_id: int, key_hash: str, session_id: str
+) -> Plan:
+    snapshot = await catalog()
+    slugs, router = _primary_slugs(body, requested, snapshot)
+    fallbacks = body.get("models") or []
+    models: list[ModelEntry] = []
+    variant = None
+    for index, slug in enumerate([*slugs, *fallbacks]):
+        model, model_variant = await _resolve(slug)
+        if model is None:
+            if router is None or index >= len(slugs):
+                raise BadRequest(f"{slug} is not a valid model ID", metadata={"availability": {"code": "model_not_found"}})
+            continue
+        if index == 0:
+            variant = model_variant
+        if all(m.slug != model.slug for m in models):
+            models.append(model)
+    models = _with_modalities(models, body, kind)
+    preferences = preferences_parse(body.get("provider"), route=body.get("route"))
+    sticky_key = conversation_key(account_id=account_id, model=models[0].slug, body=body, session_id=session_id)
+    sticky_id = None if preferences.order else await sticky_get(sticky_key)
+    route = plan_route(
+        models=models,
+        preferences=preferences,
+        request_params=frozenset(body),
+        variant=variant,
+        health=health_snapshot(),
+        sticky_endpoint_id=sticky_id,
+    )
+    by_slug = {m.slug: m for m in models}
+    attempts = [
+        Attempt(
+            endpoint=e,
+            model=by_slug.get(e.model_slug) or models[0],
+            base_url=e.base_url,
+            api_key=e.api_key,
+            dropped=route.dropped_params.get(e.id, frozenset()),
+        )
+        for e in route.attempts
+    ]
+    attempts = await _with_byok(attempts, account_id, key_hash=key_hash, user=body.get("user"))
+    web = enabled_plugin(body.get("plugins"), "web")
+    if web is None and variant == "online":
+        web = {"id": "web"}
+    free = router == "openrouter/free" or variant == "free" or models[0].slug.endswith(":free")
+    return Plan(
+        attempts=attempts,
+        router=router,
+        variant=variant,
+        free=free,
+        web=web,
+        sticky_key=sticky_key,
+        byok_providers=frozenset(a.endpoint.provider_slug for a in attempts if a.is_byok),
+    )
+
+
+async def _with_byok(attempts: list[Attempt], account_id: int, *, key_hash: str, user) -> list[Attempt]:
+    """BYOK attempts go first (prioritized keys) or after shared capacity (fallback keys);
+    a key marked "always use" replaces that provider's shared capacity."""
+    try:
+        from accounts.byok_cache import provider_keys_for
+    except ImportError:  # pragma: no cover - BYOK not installed
+        return attempts
+    keys = await provider_keys_for(account_id)
+    if not keys:
+        return attempts
+    first: list[Attempt] = []
+    shared: list[Attempt] = []
+    last: list[Attempt] = []
+    for attempt in attempts:
+        provider_keys = [
+            k
+            for k in keys.get(attempt.endpoint.provider_slug) or ()
+            if k.allows(model=attempt.model.slug, api_key_hash=key_hash, user_id=user if isinstance(user, str) else None)
+        ]
+        always = any(k.always_use for k in provider_keys)
+        for key in provider_keys:
+            byok = dataclasses.replace(
+                attempt, base_url=_byok_target(attempt.endpoint), api_key=key.secret, is_byok=True
+            )
+            (first if key.prioritized or key.always_use else last).append(byok)
+        if not always:
+            shared.append(attempt)
+    return first + shared + last
+
+
+def _byok_target(endpoint: EndpointEntry) -> str:
+    if settings.BYOK_REAL_UPSTREAMS and endpoint.real_base_url:
+        return endpoint.real_base_url
+    return endpoint.base_url
