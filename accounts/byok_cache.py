@@ -15,21 +15,15 @@ and keys that no longer decrypt (their encryption key was removed), are left out
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from openrouter_site import redis_clients
-from openrouter_site.db_threads import in_db_thread
+from openrouter_site.process_cache import InvalidatingCache
 
 logger = logging.getLogger("openrouter.byok_cache")
 
-INVALIDATE_CHANNEL = "byok:invalidate"
-LISTEN_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +51,6 @@ class ByokKey:
 
 
 ProviderKeys = dict[str, list[ByokKey]]
-
-_entries: dict[int, tuple[float, ProviderKeys]] = {}
-# Bumped by every invalidation, so a load that raced one is not cached (it may predate the change).
-_versions: dict[int, int] = {}
-_epoch = 0
-_listener: asyncio.Task | None = None
-
 
 def _frozen(values) -> frozenset[str] | None:
     return None if values is None else frozenset(values)
@@ -101,7 +88,12 @@ def _load(account_id: int) -> ProviderKeys:
     return keys
 
 
-_load_async = in_db_thread(_load)
+cache: InvalidatingCache[int, ProviderKeys] = InvalidatingCache(
+    name="byok",
+    load=_load,
+    ttl=lambda: settings.GATEWAY_BYOK_CACHE_SECONDS,
+    parse_key=int,
+)
 
 
 async def provider_keys_for(account_id: int) -> ProviderKeys:
@@ -109,84 +101,13 @@ async def provider_keys_for(account_id: int) -> ProviderKeys:
 
     The dict and lists are shared with other requests: do not mutate them.
     """
-    entry = _entries.get(account_id)
-    now = time.monotonic()
-    if entry is not None and entry[0] > now:
-        return entry[1]
-    if redis_clients.redis_enabled():
-        _ensure_listener()
-    seen = (_epoch, _versions.get(account_id, 0))
-    keys = await _load_async(account_id)
-    if (_epoch, _versions.get(account_id, 0)) == seen:
-        _entries[account_id] = (now + settings.GATEWAY_BYOK_CACHE_SECONDS, keys)
-    if len(_entries) > 100_000:
-        clear()
-    return keys
-
-
-def _forget(account_id: int) -> None:
-    _entries.pop(account_id, None)
-    _versions[account_id] = _versions.get(account_id, 0) + 1
+    return await cache.get(account_id)
 
 
 def invalidate(account_id: int) -> None:
     """Forget an account's keys here and, through Redis, in every other process."""
-    _forget(account_id)
-    if redis_clients.redis_enabled():
-        try:
-            redis_clients.sync_client().publish(_channel(), str(account_id))
-        except Exception:  # a missed message only delays the change by the cache TTL
-            logger.warning("could not publish BYOK invalidation", exc_info=True)
+    cache.invalidate(account_id)
 
 
 def clear() -> None:
-    global _epoch
-    _entries.clear()
-    _versions.clear()
-    _epoch += 1
-
-
-def _channel() -> str:
-    return f"{settings.COUNTER_PREFIX}:{INVALIDATE_CHANNEL}"
-
-
-def _ensure_listener() -> None:
-    """One listener per process, on the running loop (restarted if that loop changed)."""
-    global _listener
-    loop = asyncio.get_running_loop()
-    if _listener is not None and not _listener.done() and _listener.get_loop() is loop:
-        return
-    clear()  # messages may have been missed while no listener ran
-    _listener = loop.create_task(_listen())
-
-
-async def _listen() -> None:
-    # Polls instead of ``pubsub.listen()``: redis-py can swallow a cancellation inside a
-    # blocking read, which would keep this task (and a closing event loop) alive for ever.
-    task = asyncio.current_task()
-    while True:
-        pubsub = None
-        try:
-            pubsub = redis_clients.async_client().pubsub()
-            await pubsub.subscribe(_channel())
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_POLL_SECONDS)
-                if task.cancelling():
-                    raise asyncio.CancelledError
-                if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    try:
-                        _forget(int(data.decode() if isinstance(data, bytes) else data))
-                    except ValueError:
-                        continue
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if task.cancelling():
-                raise asyncio.CancelledError from None
-            logger.warning("BYOK invalidation listener failed; retrying", exc_info=True)
-            clear()
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-            await asyncio.sleep(1)
+    cache.clear()

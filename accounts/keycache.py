@@ -8,20 +8,13 @@ pub/sub message; entries also expire after ``GATEWAY_KEY_CACHE_SECONDS``.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from openrouter_site import redis_clients
-from openrouter_site.db_threads import in_db_thread
-
-logger = logging.getLogger("openrouter.keycache")
-
-INVALIDATE_CHANNEL = "keys:invalidate"
+from openrouter_site.process_cache import InvalidatingCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +31,6 @@ class KeyInfo:
     training_discount: bool
     creator_user_id: str | None
     purchased: int = 0  # nano-dollars of credits ever bought (free-model limits)
-
-
-_MISSING = object()
-_entries: dict[str, tuple[float, KeyInfo | None]] = {}
-_listener_started = False
 
 
 def _load(key_hash: str) -> KeyInfo | None:
@@ -82,31 +70,24 @@ def _load(key_hash: str) -> KeyInfo | None:
     )
 
 
-_load_async = in_db_thread(_load)
+cache: InvalidatingCache[str, KeyInfo | None] = InvalidatingCache(
+    name="keys",
+    load=_load,
+    ttl=lambda: settings.GATEWAY_KEY_CACHE_SECONDS,
+    parse_key=str,
+)
 
 
 async def key_info(key_hash: str) -> KeyInfo | None:
-    entry = _entries.get(key_hash)
-    now = time.monotonic()
-    if entry is not None and entry[0] > now:
+    entry = cache.entries.get(key_hash)
+    if entry is not None and entry[0] > time.monotonic():  # the common case, without a coroutine call
         return entry[1]
-    if redis_clients.redis_enabled():
-        _ensure_listener()
-    info = await _load_async(key_hash)
-    _entries[key_hash] = (now + settings.GATEWAY_KEY_CACHE_SECONDS, info)
-    if len(_entries) > 100_000:
-        _entries.clear()
-    return info
+    return await cache.get(key_hash)
 
 
 def invalidate(key_hash: str) -> None:
     """Forget a key here and, through Redis, in every other process."""
-    _entries.pop(key_hash, None)
-    if redis_clients.redis_enabled():
-        try:
-            redis_clients.sync_client().publish(_channel(), key_hash)
-        except Exception:  # a missed message only delays the change by the cache TTL
-            logger.warning("could not publish key invalidation", exc_info=True)
+    cache.invalidate(key_hash)
 
 
 def invalidate_account(account_id: int) -> None:
@@ -117,33 +98,4 @@ def invalidate_account(account_id: int) -> None:
 
 
 def clear() -> None:
-    _entries.clear()
-
-
-def _channel() -> str:
-    return f"{settings.COUNTER_PREFIX}:{INVALIDATE_CHANNEL}"
-
-
-def _ensure_listener() -> None:
-    global _listener_started
-    if _listener_started:
-        return
-    _listener_started = True
-    asyncio.get_running_loop().create_task(_listen())
-
-
-async def _listen() -> None:
-    while True:
-        try:
-            pubsub = redis_clients.async_client().pubsub()
-            await pubsub.subscribe(_channel())
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    data = message["data"]
-                    _entries.pop(data.decode() if isinstance(data, bytes) else data, None)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning("key invalidation listener failed; retrying", exc_info=True)
-            _entries.clear()
-            await asyncio.sleep(1)
+    cache.clear()

@@ -129,7 +129,7 @@ def test_another_process_invalidates_through_redis(openai, settings):
     settings.GATEWAY_BYOK_CACHE_SECONDS = 3600
     account = make_account()
     services.provider_key_create(account=account, provider=openai, key="sk-pubsub-000000000001")
-    channel = byok_cache._channel()
+    channel = byok_cache.cache.channel()
     client = redis_clients.sync_client()
 
     async def scenario() -> tuple[int, int]:
@@ -140,10 +140,10 @@ def test_another_process_invalidates_through_redis(openai, settings):
         # Another process changed the key: only its pub/sub message reaches this one.
         await asyncio.to_thread(lambda: ProviderKey.objects.filter(account=account).update(disabled=True))
         client.publish(channel, str(account.id))
-        while account.id in byok_cache._entries and time.monotonic() < deadline:
+        while account.id in byok_cache.cache.entries and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         after = len((await byok_cache.provider_keys_for(account.id)).get("openai", []))
-        byok_cache._listener.cancel()
+        byok_cache.cache.listener.cancel()
         return before, after
 
     assert asyncio.run(scenario()) == (1, 0)
@@ -153,13 +153,13 @@ def test_an_invalidation_during_a_load_keeps_the_load_out_of_the_cache(openai, s
     settings.GATEWAY_BYOK_CACHE_SECONDS = 3600
     account = make_account()
     services.provider_key_create(account=account, provider=openai, key="sk-racing-000000000001")
-    real_load = byok_cache._load_async
+    real_load = byok_cache.cache.load_async
 
     async def load_then_change(account_id):
         keys = await real_load(account_id)
         byok_cache.invalidate(account_id)  # a change committed while this load was in flight
         return keys
 
-    monkeypatch.setattr(byok_cache, "_load_async", load_then_change)
+    monkeypatch.setattr(byok_cache.cache, "load_async", load_then_change)
     assert len(keys_for(account.id)["openai"]) == 1
-    assert account.id not in byok_cache._entries
+    assert account.id not in byok_cache.cache.entries
