@@ -124,21 +124,22 @@ if ARGV[2] ~= '' then
   if not spent then return {-2, 0} end
   local kavail = tonumber(ARGV[2]) - tonumber(spent) - held(KEYS[4])
   if kavail <= 0 or kavail < amount then return {2, kavail} end
-  redis.call('HINCRBY', KEYS[4], ARGV[4], amount)
+  redis.call('HINCRBY', KEYS[4], ARGV[4], ARGV[1])
   redis.call('EXPIRE', KEYS[4], ARGV[3])
 end
-redis.call('HINCRBY', KEYS[2], ARGV[4], amount)
+redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[1])
 return {1, avail}
 """
 
-# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window, process
+# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window, process, -held
+# (amounts reach Redis as the strings Python sent: Lua would print large numbers as 1e+15)
 _SETTLE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[2]) end
-if redis.call('HINCRBY', KEYS[2], ARGV[4], -tonumber(ARGV[1])) <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end
+if redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5]) <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end
 redis.call('INCR', KEYS[3])
 if ARGV[3] == '1' then
   if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[2]) end
-  if redis.call('HINCRBY', KEYS[5], ARGV[4], -tonumber(ARGV[1])) <= 0 then redis.call('HDEL', KEYS[5], ARGV[4]) end
+  if redis.call('HINCRBY', KEYS[5], ARGV[4], ARGV[5]) <= 0 then redis.call('HDEL', KEYS[5], ARGV[4]) end
   redis.call('INCR', KEYS[6])
 end
 return 1
@@ -258,7 +259,7 @@ class RedisCounters:
                 has_window = "0"
             script(
                 keys=[bal, held, ver, spent, kheld, kver],
-                args=[item.held, item.charged, has_window, self.process],
+                args=[item.held, item.charged, has_window, self.process, -item.held],
                 client=pipe,
             )
         pipe.execute()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-os.environ.setdefault("COUNTER_PREFIX", "test")
 
 
 @pytest.fixture(scope="session")

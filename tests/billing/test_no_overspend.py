@@ -84,3 +84,17 @@ def test_holds_of_a_dead_process_are_released_by_reconcile(transactional_db, set
     redis_clients.sync_client().delete(f"{store.prefix}:proc:{store.process}")  # the process "dies"
     counters_reconcile()
     assert store.snapshot(account.id) == {"bal": 1_000_000_000, "held": 0}
+
+
+def test_large_and_zero_holds_settle_exactly(transactional_db):
+    """Amounts travel to Redis as strings: no '1e+15' or '-0' from Lua's number formatting."""
+    from billing.counters import Settlement
+
+    account = make_account(credits="5000000")  # 5e15 nano-dollars
+    store = counters()
+    for amount in (0, 123_456_789_012_345, 4_000_000_000_000_000):
+        assert asyncio.run(
+            store.hold(account_id=account.id, amount=amount, key_hash="k" * 64, key_limit=None, window="all")
+        ).ok
+        store.settle([Settlement(account_id=account.id, key_hash=None, window=None, held=amount, charged=0)])
+        assert store.snapshot(account.id) == {"bal": 5_000_000 * 10**9, "held": 0}
