@@ -23,7 +23,8 @@ from .selection import ConstraintFiltered, plan_route, preferences_parse
 from .stats import health_snapshot
 from .sticky import conversation_key, sticky_get
 
-DYNAMIC_VARIANTS = frozenset({"nitro", "floor", "exacto", "online", "thinking", "extended", "free"})
+# ":free" and ":extended" are static: they exist only as their own catalog ids.
+DYNAMIC_VARIANTS = frozenset({"nitro", "floor", "exacto", "online", "thinking"})
 AUTO_ROUTERS = frozenset({"openrouter/auto", "openrouter/auto-beta"})
 
 
@@ -51,9 +52,10 @@ class Plan:
 async def _resolve(slug: str) -> tuple[ModelEntry | None, str | None]:
     model = await model_lookup(slug)
     if model is not None:
-        return model, ("free" if slug.endswith(":free") else None)
+        static_variant = slug.rpartition(":")[2] if ":" in slug else None
+        return model, (static_variant if static_variant in ("free", "thinking", "extended") else None)
     base, separator, suffix = slug.rpartition(":")
-    if separator and suffix in DYNAMIC_VARIANTS and suffix != "free":
+    if separator and suffix in DYNAMIC_VARIANTS:
         model = await model_lookup(base)
         if model is not None:
             return model, suffix
