@@ -82,9 +82,9 @@ def amount_parse_cents(value: object, *, what: str = "amount") -> int:
 def purchase_amount_check(credits_cents: int) -> None:
     low, high = purchase_limits_cents()
     if credits_cents < low:
-        raise PurchaseInvalid(f"The minimum purchase is ${money.cents_to_usd_string(low)}")
+        raise PurchaseInvalid(f"The minimum purchase is {money.cents_to_display(low)}")
     if credits_cents > high:
-        raise PurchaseInvalid(f"The maximum purchase is ${money.cents_to_usd_string(high)}")
+        raise PurchaseInvalid(f"The maximum purchase is {money.cents_to_display(high)}")
 
 
 def quote(*, method: str, credits_cents: int) -> Quote:

@@ -160,6 +160,13 @@ def cents_to_usd_string(cents: int) -> str:
     return f"{sign}{whole}.{part:02d}"
 
 
+def cents_to_display(cents: int) -> str:
+    """1000000 -> '$10,000.00'."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}${whole:,}.{part:02d}"
+
+
 def nanos_to_display(nanos: int, places: int = 2) -> str:
     """'$12.34' for people: rounded toward zero, so a balance is never shown higher than it is."""
     value = (Decimal(nanos) / NANOS_PER_USD).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)

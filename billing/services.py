@@ -261,31 +261,38 @@ def _hold_settle(*, account_id: int, held: int, charged: int) -> None:
     counters().settle([Settlement(account_id=account_id, key_hash=None, window=None, held=held, charged=charged)])
 
 
-def _ledger_debit(
-    *, account_id: int, lot: CreditLot | None, amount: int, kind: str, idempotency_key: str, memo: str, reference: str = ""
+def _ledger_move(
+    *,
+    account_id: int,
+    lot: CreditLot,
+    amount: int,
+    kind: str,
+    idempotency_key: str,
+    memo: str,
+    reference: str = "",
+    purchased: bool = False,
 ) -> LedgerEntry:
-    """Take ``amount`` out of one lot and the balance (credits leaving: refund, expiry).
+    """Move ``amount`` (negative: credits leaving) into one lot and the balance, with its ledger entry.
 
-    Call inside a transaction holding the account row lock. ``total_credits`` goes down with
-    the balance, so ``balance == total_credits - total_usage`` stays true.
+    For refunds, their reversal and expiry. Call inside a transaction holding the account row
+    lock. ``total_credits`` moves with the balance, so ``balance == total_credits - total_usage``
+    stays true; ``purchased`` moves ``total_purchased`` too (a refund un-buys credits).
     """
-    account = Account.objects.get(id=account_id)
+    balance = Account.objects.values_list("balance", flat=True).get(id=account_id)
     entry = LedgerEntry.objects.create(
         account_id=account_id,
         kind=kind,
-        amount=-amount,
-        balance_after=account.balance - amount,
+        amount=amount,
+        balance_after=balance + amount,
         idempotency_key=idempotency_key,
         memo=memo,
         reference=reference,
     )
-    if lot is not None:
-        CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") - amount)
-    purchased = amount if kind == LedgerEntry.Kind.REFUND else 0
+    CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") + amount)
     Account.objects.filter(id=account_id).update(
-        balance=F("balance") - amount,
-        total_credits=F("total_credits") - amount,
-        total_purchased=F("total_purchased") - purchased,
+        balance=F("balance") + amount,
+        total_credits=F("total_credits") + amount,
+        total_purchased=F("total_purchased") + (amount if purchased else 0),
     )
     return entry
 
@@ -488,7 +495,7 @@ def purchase_succeed(
     that was marked failed or canceled: money that arrived late is never lost.
     """
     with transaction.atomic():
-        purchase = Purchase.objects.select_for_update().select_related("account").get(id=purchase_id)
+        purchase = Purchase.objects.select_for_update(of=("self",)).select_related("account").get(id=purchase_id)
         if purchase.status in _PURCHASE_DONE:
             return purchase
         if amount_cents is not None and amount_cents != purchase.total_cents:
@@ -535,7 +542,7 @@ def purchase_fail(
     """A payment that did not go through (``failed``) or was given up (``canceled``). Only a pending
     purchase changes: a failure reported after a success (out of order) is ignored."""
     with transaction.atomic():
-        purchase = Purchase.objects.select_for_update().select_related("account__owner").get(id=purchase_id)
+        purchase = Purchase.objects.select_for_update(of=("self",)).select_related("account__owner").get(id=purchase_id)
         if purchase.status != Purchase.Status.PENDING:
             if payment_intent_id and not purchase.stripe_payment_intent_id:
                 # e.g. the failure webhook of a decline whose error did not name the payment
@@ -559,25 +566,25 @@ def purchases_reconcile(*, now: dt.datetime | None = None) -> dict[str, int]:
     due = now - dt.timedelta(seconds=settings.BILLING_RECONCILE_AFTER_SECONDS)
     abandon = now - dt.timedelta(seconds=settings.BILLING_ABANDON_AFTER_SECONDS)
     outcomes: Counter[str] = Counter()
-    for purchase in Purchase.objects.filter(status=Purchase.Status.PENDING, created_at__lte=due).order_by("id")[:500]:
-        try:
-            outcomes[_purchase_reconcile_one(purchase=purchase, abandon_before=abandon)] += 1
-        except PaymentUnavailable:
-            outcomes["unreachable"] += 1
-        except Exception:
-            logger.exception("reconciling purchase %s failed", purchase.id)
-            outcomes["errors"] += 1
-    for refund in Refund.objects.filter(status=Refund.Status.PENDING, created_at__lte=due).order_by("id")[:500]:
-        try:
-            outcomes[_refund_reconcile_one(refund=refund, abandon_before=abandon)] += 1
-        except PaymentUnavailable:
-            outcomes["unreachable"] += 1
-        except Exception:
-            logger.exception("reconciling refund %s failed", refund.id)
-            outcomes["errors"] += 1
+    pending = {"status": "pending", "created_at__lte": due}
+    for purchase in Purchase.objects.filter(**pending).order_by("id")[:500]:
+        _reconcile_count(outcomes, purchase, lambda p=purchase: _purchase_reconcile_one(purchase=p, abandon_before=abandon))
+    for refund in Refund.objects.filter(**pending).select_related("purchase").order_by("id")[:500]:
+        _reconcile_count(outcomes, refund, lambda r=refund: _refund_reconcile_one(refund=r, abandon_before=abandon))
     if outcomes:
         logger.info("purchases reconciled: %s", dict(outcomes))
     return dict(outcomes)
+
+
+def _reconcile_count(outcomes: Counter[str], item: Purchase | Refund, reconcile: Callable[[], str]) -> None:
+    """One item of the sweep: count its outcome; an unreachable processor or a bug never stops the sweep."""
+    try:
+        outcomes[reconcile()] += 1
+    except PaymentUnavailable:
+        outcomes["unreachable"] += 1
+    except Exception:
+        logger.exception("reconciling %s failed", item)
+        outcomes["errors"] += 1
 
 
 def _purchase_reconcile_one(*, purchase: Purchase, abandon_before: dt.datetime) -> str:
@@ -667,14 +674,15 @@ def _refund_reserve(*, purchase_id: int, limit: int) -> Refund:
             raise RefundRefused("All credits of this purchase have been used; nothing is left to refund.")
         credits = money.cents_to_nanos(cents)
         refund = Refund.objects.create(purchase=purchase, credits=credits, amount_cents=cents)
-        _ledger_debit(
+        _ledger_move(
             account_id=purchase.account_id,
             lot=lot,
-            amount=credits,
+            amount=-credits,
             kind=LedgerEntry.Kind.REFUND,
             idempotency_key=f"refund:{refund.id}",
             memo=f"refund of purchase {purchase.id}",
             reference=purchase.stripe_payment_intent_id or "",
+            purchased=True,
         )
     logger.info("refund %s of purchase %s: %s cents reserved", refund.id, purchase.id, cents)
     return refund
@@ -682,7 +690,7 @@ def _refund_reserve(*, purchase_id: int, limit: int) -> Refund:
 
 def refund_succeed(*, refund_id: int, stripe_refund_id: str) -> Refund:
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().select_related("purchase").get(id=refund_id)
+        refund = Refund.objects.select_for_update(of=("self",)).select_related("purchase").get(id=refund_id)
         if refund.status != Refund.Status.PENDING:
             return refund
         refund.status = Refund.Status.SUCCEEDED
@@ -703,24 +711,19 @@ def refund_succeed(*, refund_id: int, stripe_refund_id: str) -> Refund:
 def refund_reverse(*, refund_id: int, reason: str) -> Refund:
     """Stripe refused (or never received) a refund: put its credits back into the lot, once."""
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().select_related("purchase").get(id=refund_id)
+        refund = Refund.objects.select_for_update(of=("self",)).select_related("purchase").get(id=refund_id)
         if refund.status != Refund.Status.PENDING:
             return refund
         account = Account.objects.select_for_update().get(id=refund.purchase.account_id)
         lot = CreditLot.objects.select_for_update().get(purchase_id=refund.purchase_id)
-        LedgerEntry.objects.create(
-            account=account,
-            kind=LedgerEntry.Kind.ADJUSTMENT,
+        _ledger_move(
+            account_id=account.id,
+            lot=lot,
             amount=refund.credits,
-            balance_after=account.balance + refund.credits,
+            kind=LedgerEntry.Kind.ADJUSTMENT,
             idempotency_key=f"refund-reversal:{refund.id}",
             memo=f"refund {refund.id} not paid out; credits restored",
-        )
-        CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") + refund.credits)
-        Account.objects.filter(id=account.id).update(
-            balance=F("balance") + refund.credits,
-            total_credits=F("total_credits") + refund.credits,
-            total_purchased=F("total_purchased") + refund.credits,
+            purchased=True,
         )
         refund.status = Refund.Status.FAILED
         refund.failure_reason = reason[:300]
@@ -772,7 +775,8 @@ def lots_expire(*, now: dt.datetime | None = None) -> dict[str, int]:
         except BaseException:
             _hold_settle(account_id=account_id, held=held, charged=0)
             raise
-        _hold_settle(account_id=account_id, held=held, charged=expired)
+        if held or expired:
+            _hold_settle(account_id=account_id, held=held, charged=expired)
         outcomes["expired" if expired else "emptied"] += 1
     if outcomes:
         logger.info("lots expired: %s", dict(outcomes))
@@ -788,10 +792,10 @@ def _lot_expire(*, lot_id: int, now: dt.datetime) -> int:
             return 0
         amount = lot.remaining
         if amount:
-            _ledger_debit(
+            _ledger_move(
                 account_id=account_id,
                 lot=lot,
-                amount=amount,
+                amount=-amount,
                 kind=LedgerEntry.Kind.EXPIRY,
                 idempotency_key=f"expire:{lot.id}",
                 memo=f"unused credits of lot {lot.id} expired (received {lot.created_at:%Y-%m-%d})",
@@ -837,7 +841,7 @@ def auto_topup_configure(*, account: Account, enabled: bool, threshold: object, 
     amount_cents = fees.amount_parse_cents(amount, what="top-up amount")
     _low, high = fees.purchase_limits_cents()
     if threshold_cents < 0 or threshold_cents > high:
-        raise AutoTopupInvalid(f"The threshold must be between $0 and ${money.cents_to_usd_string(high)}")
+        raise AutoTopupInvalid(f"The threshold must be between $0 and {money.cents_to_display(high)}")
     fees.purchase_amount_check(amount_cents)
     with transaction.atomic():
         profile = billing_profile_ensure(account=account)

@@ -60,8 +60,8 @@ def test_quote_adds_the_fee_on_top(method, amount, credits, fee, total):
         ("4.99", "minimum purchase is $5.00"),
         ("-20", "minimum purchase is $5.00"),
         ("0", "minimum purchase is $5.00"),
-        ("10000.01", "maximum purchase is $10000.00"),
-        ("1e9", "maximum purchase is $10000.00"),
+        ("10000.01", "maximum purchase is $10,000.00"),
+        ("1e9", "maximum purchase is $10,000.00"),
     ],
 )
 def test_bad_amounts_are_refused_with_a_clear_message(amount, message):
