@@ -32,6 +32,7 @@
   const form = $("buy-form");
   const method = () => form.querySelector("[name=method]:checked").value;
   let quoteTimer = null;
+  // Shows the server's quote for the amount typed; returns the error message of a bad amount (or null).
   async function refreshQuote() {
     const params = new URLSearchParams({ amount: $("amount").value, method: method() });
     const response = await fetch(form.dataset.quoteUrl + "?" + params, { credentials: "same-origin" });
@@ -42,11 +43,13 @@
       $("q-total").textContent = "$" + body.total;
       $("quote").hidden = false;
       $("quote-error").hidden = true;
-    } else {
-      $("quote").hidden = true;
-      $("quote-error").textContent = (body.error && body.error.message) || "Invalid amount";
-      $("quote-error").hidden = false;
+      return null;
     }
+    const message = (body.error && body.error.message) || "Invalid amount";
+    $("quote").hidden = true;
+    $("quote-error").textContent = message;
+    $("quote-error").hidden = false;
+    return message;
   }
   $("amount").addEventListener("input", () => {
     clearTimeout(quoteTimer);
@@ -113,6 +116,9 @@
     const button = $("pay-card");
     button.disabled = true;
     try {
+      // A bad amount is refused before anything reaches Stripe (no card is saved for a purchase that cannot start).
+      const amountError = await refreshQuote();
+      if (amountError) throw new Error(amountError);
       if (!hasCard) {
         status("Saving the card ...");
         await saveCard(buyCard);
