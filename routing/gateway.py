@@ -81,6 +81,8 @@ KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
 DONE = b"data: [DONE]\n\n"
 RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 BYOK_FEE_PERCENT = 5
+# A user's own key refused or rate-limited: says nothing about the provider's shared capacity.
+BYOK_KEY_FAULTS = frozenset({401, 402, 403, 429})
 
 
 class AttemptFailed(Exception):
@@ -185,7 +187,8 @@ class Call:
             kind=self.kind,
             account_id=self.key.account_id,
             key_hash=self.key.hash,
-            session_id=self.request.session_id or self._header(b"x-session-id"),
+            session_id=self._session_id(),
+            max_tokens=self.request.max_tokens,
         )
         if self.plan.free:
             decision = await free_model_check(account_id=self.key.account_id, purchased_nanos=self.key.purchased)
@@ -243,6 +246,10 @@ class Call:
             raise Forbidden("Management keys cannot be used for inference; use an API key")
         return info
 
+    def _session_id(self) -> str:
+        """``session_id`` from the body, else the ``x-session-id`` header."""
+        return (self.request.session_id if self.request else "") or self._header(b"x-session-id")
+
     def _header(self, name: bytes) -> str:
         value = self.headers.get(name)
         return value.decode("utf-8", "replace") if value else ""
@@ -276,6 +283,9 @@ class Call:
         body = self.base_body.copy()
         for parameter in attempt.dropped:
             body.pop(parameter, None)
+        if self.plan.variant == "thinking" and "reasoning" not in self.request.body:
+            if "reasoning" not in attempt.endpoint.supported_parameters:
+                body.pop("reasoning", None)  # turned on by the variant: dropped like any unsupported parameter
         messages = body.get("messages")
         if not isinstance(messages, list):
             return body
@@ -437,22 +447,27 @@ class Call:
             app_title=self._header(b"x-openrouter-title") or self._header(b"x-title"),
             user_agent=self._header(b"user-agent"),
             external_user=self.request.user if self.request else "",
-            session_id=(self.request.session_id if self.request else "") or self._header(b"x-session-id"),
+            session_id=self._session_id(),
             provider_responses=self.attempts,
         )
         settlement_submit(record)
 
-    async def _remember(self, attempt: Attempt, *, ttft_ms: float | None, tokens: int, seconds: float) -> None:
-        """After a success: endpoint stats and, where a prompt cache can pay off, stickiness."""
+    async def _remember(
+        self, attempt: Attempt, *, ttft_ms: float | None, tokens: int, seconds: float, tool_calls: bool = False
+    ) -> None:
+        """After a success: endpoint stats (with the tool-calling outcome, the ``:exacto`` signal, when
+        the request offered tools) and, where a prompt cache can pay off, stickiness."""
+        body = self.request.body
+        offered_tools = bool(body.get("tools")) and body.get("tool_choice") != "none"
         stats_record(
             attempt.endpoint.id,
             ok=True,
             status=200,
             ttft_ms=ttft_ms,
             tokens_per_second=(tokens / seconds) if tokens and seconds > 0 else None,
-            tool_calls=None,
+            tool_calls=tool_calls if offered_tools else None,
         )
-        if self.plan.sticky_key and (caches_prompts(attempt.endpoint) or self.request.session_id):
+        if self.plan.sticky_key and (caches_prompts(attempt.endpoint) or self._session_id()):
             try:
                 await sticky_set(self.plan.sticky_key, attempt.endpoint.id)
             except Exception:
@@ -460,7 +475,9 @@ class Call:
 
     # --- upstream attempts -------------------------------------------------------------------
 
-    def _attempt_log(self, attempt: Attempt, status: int, started: float) -> None:
+    def _attempt_log(self, attempt: Attempt, status: int, started: float, *, reached_provider: bool = True) -> None:
+        """Record one attempt on the generation and, when it says something about the endpoint, in its stats:
+        not an attempt skipped for the account's credits, nor the refusal of a user's own key (BYOK_KEY_FAULTS)."""
         self.attempts.append(
             {
                 "id": self.id,
@@ -472,7 +489,8 @@ class Call:
                 "is_byok": attempt.is_byok,
             }
         )
-        if status != 200:
+        key_fault = attempt.is_byok and status in BYOK_KEY_FAULTS
+        if status != 200 and reached_provider and not key_fault:
             stats_record(attempt.endpoint.id, ok=False, status=status if status else None)
 
     async def _upstream_request(self, attempt: Attempt, prompt_bound: int) -> tuple[object, UpstreamRequest]:
@@ -555,7 +573,7 @@ class Call:
     async def _next_attempt(self, index: int, attempt: Attempt, prompt_bound: int, failures: list) -> bool:
         """Whether ``attempt`` may be tried: its worst case must fit the hold."""
         if index and not await self._hold_for(attempt, prompt_bound, first=False):
-            self._attempt_log(attempt, 402, time.monotonic())
+            self._attempt_log(attempt, 402, time.monotonic(), reached_provider=False)
             failures.append(AttemptFailed(402, "Insufficient credits for this provider", retryable=True))
             return False
         self.attempt = attempt
@@ -565,7 +583,10 @@ class Call:
 
     async def _serve_json(self, prompt_bound: int) -> None:
         failures: list[AttemptFailed] = []
+        refused: set[str] = set()  # models whose provider refused the request itself (a 4xx): other models remain
         for index, attempt in enumerate(self.plan.attempts):
+            if attempt.model.slug in refused:
+                continue
             if not await self._next_attempt(index, attempt, prompt_bound, failures):
                 continue
             started = time.monotonic()
@@ -589,7 +610,7 @@ class Call:
                 self._attempt_log(attempt, failure.status, started)
                 failures.append(failure)
                 if not failure.retryable:
-                    break
+                    refused.add(attempt.model.slug)
                 continue
             self._attempt_log(attempt, 200, started)
             answered = time.monotonic()
@@ -603,7 +624,8 @@ class Call:
                 upstream_id=str(data.get("id") or ""), first_token_at=answered,
             )
             await self._remember(
-                attempt, ttft_ms=(answered - started) * 1000, tokens=usage.completion_tokens, seconds=answered - started
+                attempt, ttft_ms=(answered - started) * 1000, tokens=usage.completion_tokens, seconds=answered - started,
+                tool_calls=_valid_tool_calls(first.get("message")),
             )
             await self._send_json(200, self._result_body(data, choices, attempt, adapter, usage, cost, charged))
             return
@@ -649,9 +671,12 @@ class Call:
         watcher = loop.create_task(self._watch_disconnect())
         try:
             failures: list[AttemptFailed] = []
+            refused: set[str] = set()  # as in _serve_json
             for index, attempt in enumerate(self.plan.attempts):
                 if self.disconnected:
                     return
+                if attempt.model.slug in refused:
+                    continue
                 if not await self._next_attempt(index, attempt, prompt_bound, failures):
                     continue
                 started = time.monotonic()
@@ -662,7 +687,7 @@ class Call:
                     self._attempt_log(attempt, failure.status, started)
                     failures.append(failure)
                     if not failure.retryable:
-                        break
+                        refused.add(attempt.model.slug)
             if not self.disconnected:
                 raise self._all_failed(failures)
         finally:
@@ -785,7 +810,8 @@ class Call:
             now = time.monotonic()
             ttft = ((state.first_token_at or now) - started) * 1000
             await self._remember(
-                attempt, ttft_ms=ttft, tokens=usage.completion_tokens, seconds=now - (state.first_token_at or started)
+                attempt, ttft_ms=ttft, tokens=usage.completion_tokens, seconds=now - (state.first_token_at or started),
+                tool_calls=state.tool_calls,
             )
         if self.search_results and not failed:
             annotations = annotations_for("".join(state.text), self.search_results)
@@ -844,6 +870,23 @@ class Call:
 def _reasoning_excluded(body: dict) -> bool:
     reasoning = body.get("reasoning")
     return (isinstance(reasoning, dict) and reasoning.get("exclude") is True) or body.get("include_reasoning") is False
+
+
+def _valid_tool_calls(message) -> bool:
+    """Whether an answer holds tool calls whose arguments are JSON objects."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if not calls or not isinstance(calls, list):
+        return False
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        try:
+            parsed = orjson.loads(arguments) if isinstance(arguments, str | bytes) else None
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(parsed, dict):
+            return False
+    return True
 
 
 def _is_empty(choices: list, usage: Usage, kind: str) -> bool:

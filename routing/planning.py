@@ -98,7 +98,8 @@ def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[Mo
 
 
 async def plan_request(
-    *, body: dict, requested: str, kind: str, account_id: int, key_hash: str, session_id: str
+    *, body: dict, requested: str, kind: str, account_id: int, key_hash: str, session_id: str,
+    max_tokens: int | None = None,
 ) -> Plan:
     snapshot = await catalog()
     slugs, router = _primary_slugs(body, requested, snapshot)
@@ -126,6 +127,7 @@ async def plan_request(
         variant=variant,
         health=health_snapshot(),
         sticky_endpoint_id=sticky_id,
+        max_tokens=max_tokens,
     )
     by_slug = {m.slug: m for m in models}
     attempts = [

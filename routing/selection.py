@@ -20,7 +20,8 @@ The rules, per model (reference §4-§6):
    Service-tier endpoints (``…/priority``, ``…/flex``) take part only under ``:nitro`` /
    ``:floor`` or when named by their full tag; ``:free`` keeps free endpoints only.
 2. Soft requirements: ``tools`` (or ``tool_choice``), ``response_format`` and ``verbosity``
-   keep the endpoints supporting them when there are any, else change nothing.
+   keep the endpoints supporting them when there are any, else change nothing; so does
+   ``max_tokens`` with the endpoints whose output limit (``max_completion_tokens``) allows it.
 3. Order:
    - ``order``: the listed providers first, in list order (a base slug such as ``deepinfra``
      matches ``deepinfra/turbo`` too, cheapest first; a full tag matches only itself; service
@@ -400,6 +401,12 @@ def _soft(endpoints: list[EndpointEntry], wanted: Sequence[str]) -> list[Endpoin
     return endpoints
 
 
+def _fitting_output(endpoints: list[EndpointEntry], max_tokens: int) -> list[EndpointEntry]:
+    """The endpoints that can produce ``max_tokens`` tokens when there are any, else all (soft)."""
+    fitting = [e for e in endpoints if e.max_completion_tokens is None or e.max_completion_tokens >= max_tokens]
+    return fitting or endpoints
+
+
 def _pick(pool: list[EndpointEntry], rng: random.Random) -> EndpointEntry:
     """One endpoint, with probability proportional to 1/price²; uniform among free ones if any."""
     if len(pool) == 1:
@@ -529,6 +536,7 @@ def plan_route(
     health: Mapping[int, EndpointHealth] | None = None,
     rng: random.Random | None = None,
     sticky_endpoint_id: int | None = None,
+    max_tokens: int | None = None,
 ) -> RoutePlan:
     """The endpoints to try, in order, for ``models`` (primary first). Raises ``RoutingError`` (404)."""
     prefs = preferences
@@ -550,7 +558,11 @@ def plan_route(
         except _Filtered as failure:
             first_failure = first_failure or failure
             continue
-        groups.append(_soft(endpoints, soft_wanted) if soft_wanted else endpoints)
+        if soft_wanted:
+            endpoints = _soft(endpoints, soft_wanted)
+        if max_tokens:
+            endpoints = _fitting_output(endpoints, max_tokens)
+        groups.append(endpoints)
     if not groups:
         slugs = [m.slug for m in models]
         if first_failure is None:
