@@ -226,3 +226,8 @@ def test_pending_purchase_status_is_visible(stripe_webhooks, live_server_url):
     purchase = services.crypto_purchase_start(account=account, amount="7")
     status = client.get(f"/settings/credits/purchases/{purchase.id}/status").json()
     assert (status["status"], status["method"], status["total"]) == ("pending", "crypto", "7.35")
+
+
+def test_home_page_leads_to_the_credits_page(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/settings/credits"
