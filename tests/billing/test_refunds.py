@@ -196,7 +196,7 @@ def test_refund_with_stripe_unreachable_stays_pending_until_reconciled(stripe_we
 def test_reconcile_completes_a_refund_stripe_made(stripe_webhooks):
     account = make_account(credits="0")
     purchase = buy(stripe_webhooks, account, "10")
-    from billing.services import _refund_reserve
+    from billing.services.refunds import _refund_reserve
 
     refund = _refund_reserve(purchase_id=purchase.id, limit=usd_to_nanos("4"))  # then the process died ...
     stripe_client.refund_create(  # ... right after Stripe refunded
