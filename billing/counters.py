@@ -23,6 +23,7 @@ adjust, makes that load safe against a settle racing it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import secrets
 import socket
@@ -36,6 +37,8 @@ from django.db.models import Sum
 
 from openrouter_site import redis_clients
 from openrouter_site.db_threads import in_db_thread
+
+logger = logging.getLogger("openrouter.counters")
 
 WINDOW_TTL_SECONDS = 40 * 86400
 LOCAL_SNAPSHOT_SECONDS = 5.0
@@ -135,11 +138,13 @@ return {1, avail}
 # (amounts reach Redis as the strings Python sent: Lua would print large numbers as 1e+15)
 _SETTLE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[2]) end
-if redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5]) <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end
+local left = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])
+if left == 0 then redis.call('HDEL', KEYS[2], ARGV[4]) elseif left < 0 then redis.call('HSET', KEYS[2], ARGV[4], 0) end
 redis.call('INCR', KEYS[3])
 if ARGV[3] == '1' then
   if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[2]) end
-  if redis.call('HINCRBY', KEYS[5], ARGV[4], ARGV[5]) <= 0 then redis.call('HDEL', KEYS[5], ARGV[4]) end
+  local kleft = redis.call('HINCRBY', KEYS[5], ARGV[4], ARGV[5])
+  if kleft == 0 then redis.call('HDEL', KEYS[5], ARGV[4]) elseif kleft < 0 then redis.call('HSET', KEYS[5], ARGV[4], 0) end
   redis.call('INCR', KEYS[6])
 end
 return 1
@@ -222,6 +227,9 @@ class RedisCounters:
         if self._beat_due():
             await client.set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
             self._beat_at = time.monotonic()
+            from .settlement import writer
+
+            writer.ensure_started()  # its loop keeps the heartbeat alive while long requests run
         bal, held, ver = self._acct(account_id)
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
@@ -248,7 +256,7 @@ class RedisCounters:
     def settle(self, items: list[Settlement]) -> None:
         client = redis_clients.sync_client()
         script = client.register_script(_SETTLE_LUA)
-        pipe = client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=True)  # all or nothing: a retry never releases a hold twice
         for item in items:
             bal, held, ver = self._acct(item.account_id)
             if item.window is not None and item.key_hash:
@@ -297,6 +305,7 @@ class RedisCounters:
         client = redis_clients.sync_client()
         for name in client.scan_iter(f"{self.prefix}:key:{key_hash}:*:spent"):
             client.delete(name)
+        client.incr(f"{self.prefix}:key:{key_hash}:ver")  # an init already in flight must not write back
 
     def snapshot(self, account_id: int) -> dict[str, int | None]:
         client = redis_clients.sync_client()
@@ -427,6 +436,30 @@ class LocalCounters:
 
 
 _store: RedisCounters | LocalCounters | None = None
+_deferred: list[Settlement] = []
+_deferred_lock = threading.Lock()
+
+
+def holds_release(items: list[Settlement]) -> None:
+    """Apply committed settlements to the counters; if Redis fails, keep them for the writer to retry.
+
+    Called after the ledger commit: the records are written, so they are never re-queued; only
+    their counter update is retried (``holds_release_retry``), and the pipeline is atomic.
+    """
+    try:
+        counters().settle(items)
+    except Exception:
+        logger.warning("could not release %s hold(s) now; will retry", len(items), exc_info=True)
+        with _deferred_lock:
+            _deferred.extend(items)
+
+
+def holds_release_retry() -> None:
+    with _deferred_lock:
+        items = list(_deferred)
+        _deferred.clear()
+    if items:
+        holds_release(items)
 
 
 def counters() -> RedisCounters | LocalCounters:

@@ -24,7 +24,10 @@ from django.db import close_old_connections, connection
 
 from activity.records import GenerationRecord
 
+from .counters import holds_release_retry
+
 logger = logging.getLogger("openrouter.settlement")
+ONE_BY_ONE_AFTER = 3  # consecutive batch failures before records are written one at a time
 
 
 class SettlementWriter:
@@ -35,6 +38,7 @@ class SettlementWriter:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.dead_letters: list[GenerationRecord] = []  # records that could never be written (logged)
 
     def submit(self, record: GenerationRecord) -> None:
         self._queue.append(record)
@@ -66,10 +70,14 @@ class SettlementWriter:
                     store.heartbeat()
                 except Exception:
                     logger.warning("counter heartbeat failed", exc_info=True)
+            holds_release_retry()
             if not self._queue:
                 continue
             try:
-                self._write_once()
+                if failures >= ONE_BY_ONE_AFTER:
+                    self._write_one_by_one()
+                else:
+                    self._write_once()
                 failures = 0
             except Exception:
                 failures += 1
@@ -98,6 +106,45 @@ class SettlementWriter:
             with self._idle:
                 self._busy = False
                 self._idle.notify_all()
+
+    def _write_one_by_one(self) -> None:
+        """After repeated batch failures: write each record alone, and set aside one that cannot be
+        written (logged with its data) so that it does not hold up every later charge."""
+        from .services import generations_settle
+
+        batch = []
+        with self._idle:
+            self._busy = True
+        try:
+            while self._queue and len(batch) < settings.SETTLEMENT_BATCH_SIZE:
+                batch.append(self._queue.popleft())
+            for index, record in enumerate(batch):
+                close_old_connections()
+                try:
+                    generations_settle(records=[record])
+                except Exception:
+                    if self._database_down():
+                        self._queue.extendleft(reversed(batch[index:]))
+                        raise
+                    self.dead_letters.append(record)
+                    logger.error("settlement of %s set aside: it cannot be written: %r", record.id, record, exc_info=True)
+        finally:
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
+
+    @staticmethod
+    def _database_down() -> bool:
+        try:
+            connection.close()
+            connection.ensure_connection()
+            return False
+        except Exception:
+            return True
+
+    def ensure_started(self) -> None:
+        if self._thread is None:
+            self._start()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted record is written (tests and shutdown)."""

@@ -603,6 +603,8 @@ class Call:
                 except InvalidResponse as exc:
                     raise AttemptFailed(502, str(exc) or "Provider returned an invalid response") from None
                 choices = data.get("choices")
+                if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+                    raise AttemptFailed(502, "Provider returned an invalid response")
                 usage = usage_from_provider(data.get("usage")) or Usage()
                 if _is_empty(choices, usage, self.kind):
                     raise AttemptFailed(502, "Provider returned an empty response")
@@ -729,6 +731,9 @@ class Call:
 
     async def _stream_from(self, attempt: Attempt, prompt_bound: int, started: float) -> None:
         adapter, response = await self._open(attempt, prompt_bound)
+        if self.disconnected:  # the client left while the provider was answering: do not read it
+            response.close()
+            raise ClientGone
         self.upstream_response = response
         translator = adapter.stream_translator()
         state = StreamState(

@@ -21,7 +21,7 @@ from activity.models import Generation
 from activity.records import GenerationRecord
 
 from .. import money
-from ..counters import Settlement, counters
+from ..counters import Settlement, counters, holds_release
 from ..models import CreditLot, LedgerEntry, Purchase
 from .topup import auto_topup_maybe_trigger
 
@@ -174,7 +174,7 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
             )
             for r in records
         ]
-        transaction.on_commit(lambda: counters().settle(settlements))
+        transaction.on_commit(lambda: holds_release(settlements))
         # Usage that took a balance under its auto top-up threshold queues a top-up (after the commit).
         auto_topup_maybe_trigger(balances=lowered)
     return len(fresh)
@@ -192,6 +192,10 @@ _GENERATION_COLUMNS = (
 )
 
 
+def _clip(value: str | None, length: int) -> str | None:
+    return None if value is None else value[:length]
+
+
 def _insert_generations(records: list[GenerationRecord], live_keys: set[int]) -> None:
     if not records:
         return
@@ -202,10 +206,11 @@ def _insert_generations(records: list[GenerationRecord], live_keys: set[int]) ->
     rows = [
         (
             r.id, r.account_id, r.api_key_id if r.api_key_id in live_keys else None, adapt(r.created_at),
-            r.api_type, r.model, r.requested_model, r.provider_name, r.provider_slug, r.endpoint_id,
-            r.upstream_id[:200], r.router, r.tokens_prompt, r.tokens_completion, r.tokens_reasoning, r.tokens_cached,
+            r.api_type[:16], r.model[:160], r.requested_model[:160], r.provider_name[:120], r.provider_slug[:64],
+            r.endpoint_id, r.upstream_id[:200], (r.router or None) and r.router[:80], r.tokens_prompt, r.tokens_completion, r.tokens_reasoning, r.tokens_cached,
             r.tokens_cache_write, r.cost, r.cost_prompt, r.cost_completion, r.upstream_cost, 0, r.is_byok,
-            r.latency_ms, r.generation_time_ms, r.first_token_ms, r.finish_reason, r.native_finish_reason,
+            r.latency_ms, r.generation_time_ms, r.first_token_ms, _clip(r.finish_reason, 32),
+            _clip(None if r.native_finish_reason is None else str(r.native_finish_reason), 64),
             r.streamed, r.cancelled, r.http_referer[:500], r.app_title[:200], r.user_agent[:300],
             r.external_user[:200], r.session_id[:256], orjson.dumps(r.provider_responses).decode(),
         )

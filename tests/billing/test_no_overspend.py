@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import httpx
 import pytest
@@ -98,3 +99,28 @@ def test_large_and_zero_holds_settle_exactly(transactional_db):
         ).ok
         store.settle([Settlement(account_id=account.id, key_hash=None, window=None, held=amount, charged=0)])
         assert store.snapshot(account.id) == {"bal": 5_000_000 * 10**9, "held": 0}
+
+
+def test_a_record_that_cannot_be_written_does_not_block_later_charges(gateway):
+    """After repeated batch failures the writer writes records one by one and sets aside the bad one."""
+    from dataclasses import replace
+
+    from activity.records import GenerationRecord
+    from billing.settlement import writer
+    from tests.routing.test_chat_completions import chat, multi_provider_model
+
+    slug, _ = multi_provider_model()
+    bundle = make_key(credits="1")
+    bad = GenerationRecord(
+        id="gen-1-badrecordbadrecord01", account_id=bundle.account.id, api_key_id=bundle.key.id, key_hash="k" * 64,
+        key_window=None, created_at=dt.datetime.now(dt.UTC), held=0,
+    )
+    bad = replace(bad, tokens_prompt=2**70)  # out of range for any integer column: never writable
+    dead_before = len(writer.dead_letters)
+    writer.submit(bad)
+    response = chat(gateway, bundle, model=slug, max_tokens=5)
+    assert response.status_code == 200
+    assert settlement_flush(30)
+    assert len(writer.dead_letters) == dead_before + 1 and writer.dead_letters[-1].id == bad.id
+    assert Generation.objects.filter(id=response.json()["id"]).exists()
+    assert ledger_drift() == []
