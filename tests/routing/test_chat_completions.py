@@ -14,6 +14,7 @@ from billing.settlement import settlement_flush
 from routing.models import Endpoint
 from tests.factories import make_key
 from tests.openapi import validate_response, validate_schema
+from tests.routing.gateway_helpers import stream as stream_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,18 +101,10 @@ def test_non_streaming_answer_is_charged_exactly(gateway):
 def test_streaming_answer_has_chunks_usage_and_done(gateway):
     slug, endpoints = multi_provider_model()
     bundle = make_key(credits="5")
-    with httpx.stream(
-        "POST",
-        f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 8,
-              "provider": {"sort": "price"}},
-        headers=bundle.headers,
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        generation_id = response.headers["x-generation-id"]
-        events = stream_events(response)
+    response, events = stream_chat(gateway, bundle, {"model": slug, "max_tokens": 8, "provider": {"sort": "price"}})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    generation_id = response.headers["x-generation-id"]
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert {c["id"] for c in chunks} == {generation_id}
@@ -143,17 +136,9 @@ def test_provider_fault_before_first_token_falls_back(gateway, simulator, fault,
     simulator.set(cheapest.provider.slug, fail=fault, drop_after_chunks=0)
     bundle = make_key(credits="5")
     if stream:
-        with httpx.stream(
-            "POST",
-            f"{gateway.api}/chat/completions",
-            json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 6,
-                  "provider": {"sort": "price"}},
-            headers=bundle.headers,
-            timeout=30,
-        ) as response:
-            assert response.status_code == 200
-            events = stream_events(response)
-            generation_id = response.headers["x-generation-id"]
+        response, events = stream_chat(gateway, bundle, {"model": slug, "max_tokens": 6, "provider": {"sort": "price"}})
+        assert response.status_code == 200
+        generation_id = response.headers["x-generation-id"]
         assert events[-1] == "[DONE]"
         assert all(e.get("provider") == second.provider.name for e in events[:-1])
         usage = events[-2]["usage"]
@@ -202,17 +187,9 @@ def test_mid_stream_failure_ends_with_error_chunk_and_bills_delivered_tokens(gat
     slug, endpoints = multi_provider_model()
     simulator.set(endpoints[0].provider.slug, fail="drop", drop_after_chunks=3)
     bundle = make_key(credits="5")
-    with httpx.stream(
-        "POST",
-        f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 20,
-              "provider": {"sort": "price"}},
-        headers=bundle.headers,
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        events = stream_events(response)
-        generation_id = response.headers["x-generation-id"]
+    response, events = stream_chat(gateway, bundle, {"model": slug, "max_tokens": 20, "provider": {"sort": "price"}})
+    assert response.status_code == 200
+    generation_id = response.headers["x-generation-id"]
     error_chunks = [e for e in events[:-1] if "error" in e]
     assert len(error_chunks) == 1
     assert error_chunks[0]["choices"][0]["finish_reason"] == "error"

@@ -9,6 +9,7 @@ import pytest
 
 from accounts.models import ApiKey
 from tests.factories import make_key
+from tests.routing.gateway_helpers import stream as stream_chat
 from tests.routing.test_chat_completions import chat, multi_provider_model, stream_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,14 +91,7 @@ def test_keys_are_stored_only_as_their_sha256(gateway):
 def test_response_model_is_the_catalog_slug_and_chunks_share_the_id(gateway):
     slug, endpoints = multi_provider_model()
     bundle = make_key()
-    with httpx.stream(
-        "POST",
-        f"{gateway.api}/chat/completions",
-        json={"model": slug, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 3},
-        headers=bundle.headers,
-        timeout=30,
-    ) as response:
-        events = stream_events(response)
+    _response, events = stream_chat(gateway, bundle, {"model": slug, "max_tokens": 3})
     assert {e["model"] for e in events[:-1]} == {slug}
     assert len({e["id"] for e in events[:-1]}) == 1
 
