@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from routing.providers import TranslationError, adapter_for
 from routing.providers.base import InvalidResponse
 from routing.simulator.tokens import count_tokens
+from tests.routing.adapter_roundtrip import adapter_send
 from tests.simulator_process import SimulatorProcess
 
 PAYLOADS = Path(__file__).parent / "payloads" / "gemini"
@@ -426,37 +426,8 @@ def test_untranslatable_requests() -> None:
 # --- over real HTTP, through the simulator ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess() as process:
-        yield process
-    assert "Traceback" not in process.stderr_output, process.stderr_output
-
-
-@pytest.fixture(autouse=True)
-def _reset(request: pytest.FixtureRequest) -> None:
-    if "sim" in request.fixturenames:
-        request.getfixturevalue("sim").reset()
-
-
 def send(sim: SimulatorProcess, body: dict, *, stream: bool = False, slug: str = "google", api_key: str = "AIza-test"):
-    upstream = adapter.request(
-        body=body, upstream_model="gemini-sim", base_url=sim.base_url(slug), api_key=api_key, stream=stream
-    )
-    with httpx.Client(timeout=10) as client:
-        if not stream:
-            response = client.post(upstream.url, content=upstream.body, headers=upstream.headers)
-            if response.status_code != 200:
-                return adapter.parse_error(response.status_code, response.content, response.headers), response
-            return adapter.parse_response(response.content), response
-        translator = adapter.stream_translator()
-        chunks: list[dict] = []
-        with client.stream("POST", upstream.url, content=upstream.body, headers=upstream.headers) as response:
-            assert response.status_code == 200, response.read()
-            assert response.headers["content-type"].startswith("text/event-stream")
-            for data in response.iter_raw():
-                chunks += translator.feed(data)
-        return (chunks + translator.end(), translator), response
+    return adapter_send(adapter, sim, body, upstream_model="gemini-sim", slug=slug, api_key=api_key, stream=stream)
 
 
 def test_round_trip_text(sim: SimulatorProcess) -> None:
