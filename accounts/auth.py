@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from openrouter_site.errors import Forbidden, Unauthorized
 
-from .keys import bearer_token, key_hash
+from .keys import bearer_token, key_check, key_hash
 from .models import ApiKey
 from .selectors import api_key_get_by_hash
 
@@ -17,12 +17,7 @@ def api_key_from_request(request: HttpRequest) -> ApiKey:
     if token is None:
         raise Unauthorized("No auth credentials found")
     api_key = api_key_get_by_hash(key_hash=key_hash(token))
-    if api_key is None:
-        raise Unauthorized("User not found.")
-    if api_key.disabled:
-        raise Unauthorized("This API key is disabled")
-    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
-        raise Unauthorized("This API key has expired")
+    key_check(api_key, now=timezone.now())
     return api_key
 
 

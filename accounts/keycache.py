@@ -31,6 +31,7 @@ class KeyInfo:
     training_discount: bool
     creator_user_id: str | None
     purchased: int = 0  # nano-dollars of credits ever bought (free-model limits)
+    include_byok_in_limit: bool = False  # BYOK usage counts against ``limit``
 
 
 def _load(key_hash: str) -> KeyInfo | None:
@@ -49,6 +50,7 @@ def _load(key_hash: str) -> KeyInfo | None:
             "expires_at",
             "account__allow_training_discount",
             "account__total_purchased",
+            "include_byok_in_limit",
         )
         .first()
     )
@@ -67,6 +69,7 @@ def _load(key_hash: str) -> KeyInfo | None:
         training_discount=row["account__allow_training_discount"],
         creator_user_id=row["account__public_id"],
         purchased=row["account__total_purchased"],
+        include_byok_in_limit=row["include_byok_in_limit"],
     )
 
 

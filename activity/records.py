@@ -1,4 +1,9 @@
-"""What routing hands to billing and activity when a request ends."""
+"""What routing hands to billing and activity when a request ends.
+
+A record is frozen: the gateway fills in what happened, ``billing.metering`` adds the money
+(``dataclasses.replace``), the settlement writer charges it and ``activity.services.generations_insert``
+stores it, and nobody changes it on the way.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class GenerationRecord:
     id: str
     account_id: int
@@ -14,8 +19,9 @@ class GenerationRecord:
     key_hash: str
     key_window: str | None  # key-limit window of the hold; None when the key has no limit
     created_at: dt.datetime
-    held: int  # nano-dollars reserved for the request
-    cost: int = 0  # nano-dollars charged (after discounts, capped at ``held``)
+    held: int = 0  # nano-dollars reserved for the request on the account's balance
+    key_held: int | None = None  # ... and on the key's limit, when that differs (BYOK usage in the limit)
+    cost: int = 0  # nano-dollars charged: the real cost, never capped at ``held``
     cost_prompt: int = 0
     cost_completion: int = 0
     upstream_cost: int = 0

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import money
-from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund, WebhookEvent
+from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund, SettlementDeadLetter, WebhookEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -81,3 +81,12 @@ class BillingProfileAdmin(ReadOnlyAdmin):
     list_display = ("account", "stripe_customer_id", "card_brand", "card_last4", "auto_topup_enabled", "auto_topup_failures", "ledger_link")
     list_filter = ("auto_topup_enabled",)
     search_fields = ("stripe_customer_id", "account__public_id", "account__owner__email")
+
+
+@admin.register(SettlementDeadLetter)
+class SettlementDeadLetterAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "generation_id", "account_id", "usd_held", "usd_cost", "reason")
+    search_fields = ("generation_id", "reason")
+    readonly_fields = ("generation_id", "account_id", "held", "cost", "reason", "record", "created_at")
+    usd_held = _usd("held", "held (USD)")
+    usd_cost = _usd("cost", "cost not charged (USD)")

@@ -33,7 +33,7 @@ import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from openrouter_site import redis_clients
 from openrouter_site.db_threads import in_db_thread
@@ -41,6 +41,9 @@ from openrouter_site.db_threads import in_db_thread
 logger = logging.getLogger("openrouter.counters")
 
 WINDOW_TTL_SECONDS = 40 * 86400
+# A key with ``include_byok_in_limit`` counts its spend in windows named "<window>+byok": its BYOK
+# usage counts there too, and switching the flag switches counters instead of mixing two sums.
+BYOK_WINDOW_SUFFIX = "+byok"
 LOCAL_SNAPSHOT_SECONDS = 5.0
 
 
@@ -58,6 +61,8 @@ class Settlement:
     window: str | None  # the key-limit window the hold was taken in, None if the key has no limit
     held: int
     charged: int
+    key_held: int | None = None  # what the key's limit held and is charged, when it differs from the
+    key_charged: int | None = None  # account's (BYOK usage counted in the key's limit); None = the same
 
 
 def limit_window(limit_reset: str | None, now: dt.datetime | None = None) -> str:
@@ -74,6 +79,7 @@ def limit_window(limit_reset: str | None, now: dt.datetime | None = None) -> str
 
 
 def window_start(window: str) -> dt.datetime | None:
+    window = window.partition("+")[0]
     if window == "all":
         return None
     if window[0] == "m":
@@ -88,12 +94,16 @@ def _db_balance(account_id: int) -> int:
 
 
 def _db_key_spent(key_hash: str, window: str) -> int:
+    """What the key spent in ``window``: its charges, plus its BYOK usage for a ``+byok`` window."""
     from activity.models import Generation
 
     rows = Generation.objects.filter(api_key__hash=key_hash)
     start = window_start(window)
     if start is not None:
         rows = rows.filter(created_at__gte=start)
+    if window.endswith(BYOK_WINDOW_SUFFIX):
+        totals = rows.aggregate(total=Sum("cost"), byok=Sum("upstream_cost", filter=Q(is_byok=True)))
+        return (totals["total"] or 0) + (totals["byok"] or 0)
     return rows.aggregate(total=Sum("cost"))["total"] or 0
 
 
@@ -115,7 +125,7 @@ local function held(name)
 end
 """
 
-# KEYS: bal, held, spent, kheld ; ARGV: amount, key limit ('' = none), ttl, process
+# KEYS: bal, held, spent, kheld ; ARGV: amount, key limit ('' = none), ttl, process, key amount
 _HOLD_LUA = _SUM + """
 local bal = redis.call('GET', KEYS[1])
 if not bal then return {-1, 0} end
@@ -126,15 +136,15 @@ if ARGV[2] ~= '' then
   local spent = redis.call('GET', KEYS[3])
   if not spent then return {-2, 0} end
   local kavail = tonumber(ARGV[2]) - tonumber(spent) - held(KEYS[4])
-  if kavail <= 0 or kavail < amount then return {2, kavail} end
-  redis.call('HINCRBY', KEYS[4], ARGV[4], ARGV[1])
+  if kavail <= 0 or kavail < tonumber(ARGV[5]) then return {2, kavail} end
+  redis.call('HINCRBY', KEYS[4], ARGV[4], ARGV[5])
   redis.call('EXPIRE', KEYS[4], ARGV[3])
 end
 redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[1])
 return {1, avail}
 """
 
-# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window, process, -held
+# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window, process, -held, key charged, -key held
 # (amounts reach Redis as the strings Python sent: Lua would print large numbers as 1e+15)
 _SETTLE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[2]) end
@@ -142,8 +152,8 @@ local left = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])
 if left == 0 then redis.call('HDEL', KEYS[2], ARGV[4]) elseif left < 0 then redis.call('HSET', KEYS[2], ARGV[4], 0) end
 redis.call('INCR', KEYS[3])
 if ARGV[3] == '1' then
-  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[2]) end
-  local kleft = redis.call('HINCRBY', KEYS[5], ARGV[4], ARGV[5])
+  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[6]) end
+  local kleft = redis.call('HINCRBY', KEYS[5], ARGV[4], ARGV[7])
   if kleft == 0 then redis.call('HDEL', KEYS[5], ARGV[4]) elseif kleft < 0 then redis.call('HSET', KEYS[5], ARGV[4], 0) end
   redis.call('INCR', KEYS[6])
 end
@@ -198,7 +208,7 @@ class RedisCounters:
             self._beat_at = 0.0
         return self._process
 
-    def _beat_due(self) -> bool:
+    def beat_due(self) -> bool:
         return time.monotonic() - self._beat_at > HEARTBEAT_SECONDS
 
     def heartbeat(self) -> None:
@@ -222,20 +232,22 @@ class RedisCounters:
             self._async_scripts[client] = scripts
         return scripts
 
-    async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
+    async def hold(
+        self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str,
+        key_amount: int | None = None,
+    ) -> HoldResult:
+        """Hold ``amount`` of the account's balance and ``key_amount`` (default: the same) of the key's limit."""
         client, hold_script, init_script = self._scripts()
-        if self._beat_due():
+        if self.beat_due():  # the settlement writer's loop keeps it alive while long requests run
             await client.set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
             self._beat_at = time.monotonic()
-            from .settlement import writer
-
-            writer.ensure_started()  # its loop keeps the heartbeat alive while long requests run
         bal, held, ver = self._acct(account_id)
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
         for _ in range(5):
             code, available = await hold_script(
-                keys=[bal, held, spent, kheld], args=[amount, limit_arg, WINDOW_TTL_SECONDS, self.process]
+                keys=[bal, held, spent, kheld],
+                args=[amount, limit_arg, WINDOW_TTL_SECONDS, self.process, amount if key_amount is None else key_amount],
             )
             if code == 1:
                 return HoldResult(True, None, int(available))
@@ -267,7 +279,11 @@ class RedisCounters:
                 has_window = "0"
             script(
                 keys=[bal, held, ver, spent, kheld, kver],
-                args=[item.held, item.charged, has_window, self.process, -item.held],
+                args=[
+                    item.held, item.charged, has_window, self.process, -item.held,
+                    item.charged if item.key_charged is None else item.key_charged,
+                    -(item.held if item.key_held is None else item.key_held),
+                ],
                 client=pipe,
             )
         pipe.execute()
@@ -341,7 +357,9 @@ class LocalCounters:
         self._spent: dict[tuple[str, str], int] = {}
         self._kheld: dict[tuple[str, str], int] = {}
 
-    def _try_hold(self, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> tuple[int, int]:
+    def _try_hold(
+        self, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str, key_amount: int
+    ) -> tuple[int, int]:
         with self._lock:
             entry = self._bal.get(account_id)
             held = self._held.get(account_id, 0)
@@ -355,9 +373,9 @@ class LocalCounters:
                 if spent is None:
                     return -2, 0
                 kavail = key_limit - spent - self._kheld.get((key_hash, window), 0)
-                if kavail <= 0 or kavail < amount:
+                if kavail <= 0 or kavail < key_amount:
                     return 2, kavail
-                self._kheld[(key_hash, window)] = self._kheld.get((key_hash, window), 0) + amount
+                self._kheld[(key_hash, window)] = self._kheld.get((key_hash, window), 0) + key_amount
             self._held[account_id] = held + amount
             return 1, available
 
@@ -370,9 +388,13 @@ class LocalCounters:
             else:
                 store.setdefault(name, value)
 
-    async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
+    async def hold(
+        self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str,
+        key_amount: int | None = None,
+    ) -> HoldResult:
+        key_amount = amount if key_amount is None else key_amount
         for _ in range(5):
-            code, available = self._try_hold(account_id, amount, key_hash, key_limit, window)
+            code, available = self._try_hold(account_id, amount, key_hash, key_limit, window, key_amount)
             if code == 1:
                 return HoldResult(True, None, available)
             if code == 0:
@@ -400,8 +422,9 @@ class LocalCounters:
                 if item.window is not None and item.key_hash:
                     name = (item.key_hash, item.window)
                     if name in self._spent:
-                        self._spent[name] += item.charged
-                    self._kheld[name] = self._kheld.get(name, 0) - item.held
+                        self._spent[name] += item.charged if item.key_charged is None else item.key_charged
+                    key_held = item.held if item.key_held is None else item.key_held
+                    self._kheld[name] = self._kheld.get(name, 0) - key_held
                     self._ver[("key", item.key_hash)] = self._ver.get(("key", item.key_hash), 0) + 1
 
     def adjust(self, *, account_id: int, delta: int) -> None:

@@ -187,3 +187,23 @@ class BillingProfile(models.Model):
 
     def __str__(self) -> str:
         return f"billing profile of {self.account_id}"
+
+
+class SettlementDeadLetter(models.Model):
+    """A finished generation whose settlement could never be written (kept, never charged).
+
+    The settlement writer sets such a record aside after writing it alone failed while the
+    database was up: its hold is released with a charge of 0, and the record stays here, with
+    the reason, for staff to look at. ``record`` is the whole GenerationRecord as JSON.
+    """
+
+    generation_id = models.CharField(max_length=64, unique=True)
+    account_id = models.BigIntegerField(db_index=True)  # not a foreign key: the account may be what broke
+    held = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0)  # what the request would have been charged
+    reason = models.TextField()
+    record = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"dead letter {self.generation_id}"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Account
 
 from . import money
-from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund
+from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund, SettlementDeadLetter
 
 
 def account_totals(*, account_id: int) -> dict[str, int]:
@@ -25,7 +25,8 @@ def ledger_sum(*, account_id: int) -> int:
 
 
 def ledger_drift(*, account_id: int | None = None) -> list[dict]:
-    """Accounts (all, or one) whose cached balance, totals or credit lots disagree with their ledger."""
+    """Accounts (all, or one) whose cached balance, totals or credit lots disagree with their ledger
+    (a balance below zero has empty lots)."""
     entries = LedgerEntry.objects.all()
     lots = CreditLot.objects.filter(expired_at__isnull=True)
     accounts = Account.objects.only("id", "balance", "total_credits", "total_usage")
@@ -42,7 +43,7 @@ def ledger_drift(*, account_id: int | None = None) -> list[dict]:
         total = sums.get(account.id, 0)
         in_lots = in_lots_by_account.get(account.id, 0)
         if total != account.balance or account.total_credits - account.total_usage != account.balance or (
-            in_lots != account.balance
+            in_lots != max(account.balance, 0)  # below zero, every lot is used up
         ):
             drift.append({"account_id": account.id, "balance": account.balance, "ledger": total, "lots": in_lots})
     return drift
@@ -191,3 +192,11 @@ def purchase_drift() -> list[dict]:
         if not ok:
             drift.append({"purchase_id": purchase_id, "account_id": account_id, "status": status, "ledger": entry, "lot": lot})
     return drift
+
+
+def settlement_dead_letters(*, account_id: int | None = None, limit: int = 100) -> list[SettlementDeadLetter]:
+    """Settlements that could not be written (newest first), for staff; one account's when given."""
+    rows = SettlementDeadLetter.objects.order_by("-created_at", "-id")
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    return list(rows[: max(limit, 0)])

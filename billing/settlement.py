@@ -4,17 +4,22 @@ The request path never waits for the database. It hands a GenerationRecord to
 ``settlement_submit`` (a queue append) and moves on; a background thread in the
 same process writes whatever has queued up every ``SETTLEMENT_FLUSH_SECONDS`` (or
 ``SETTLEMENT_BATCH_SIZE`` records) in one transaction through
-``billing.services.generations_settle``, which charges the ledger, stores the
+``billing.services.ledger.generations_settle``, which charges the ledger, stores the
 generations and then releases the holds. A failed batch is retried (the holds
 stay in place meanwhile, so nothing can be overspent); a generation is charged
 once however often its batch is retried, because its ledger entry and row are
 unique by generation id.
+
+A record that cannot be written even alone (while the database is up) is set aside: its
+hold is released with a charge of 0 and it is kept, with the reason, in the durable
+``SettlementDeadLetter`` table (Django admin, ``billing.selectors.settlement_dead_letters``).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +29,9 @@ from django.db import close_old_connections, connection
 
 from activity.records import GenerationRecord
 
-from .counters import holds_release_retry
+from .counters import counters, holds_release, holds_release_retry
+from .services.dead_letters import settlement_dead_letter_record
+from .services.ledger import generations_settle, settlements_of
 
 logger = logging.getLogger("openrouter.settlement")
 ONE_BY_ONE_AFTER = 3  # consecutive batch failures before records are written one at a time
@@ -38,7 +45,7 @@ class SettlementWriter:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self.dead_letters: list[GenerationRecord] = []  # records that could never be written (logged)
+        self.dead_letters: list[GenerationRecord] = []  # set aside by this process (also in the database)
 
     def submit(self, record: GenerationRecord) -> None:
         self._queue.append(record)
@@ -57,15 +64,13 @@ class SettlementWriter:
                 atexit.register(self.flush, 10.0)
 
     def _run(self) -> None:
-        from .counters import counters
-
         interval = settings.SETTLEMENT_FLUSH_SECONDS
         failures = 0
         store = counters()
         while True:
             self._wake.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
             self._wake.clear()
-            if hasattr(store, "heartbeat") and store._beat_due():
+            if hasattr(store, "heartbeat") and store.beat_due():
                 try:
                     store.heartbeat()
                 except Exception:
@@ -88,8 +93,6 @@ class SettlementWriter:
                     pass
 
     def _write_once(self) -> None:
-        from .services import generations_settle
-
         batch = []
         with self._idle:
             self._busy = True
@@ -109,9 +112,7 @@ class SettlementWriter:
 
     def _write_one_by_one(self) -> None:
         """After repeated batch failures: write each record alone, and set aside one that cannot be
-        written (logged with its data) so that it does not hold up every later charge."""
-        from .services import generations_settle
-
+        written (its hold released, kept as a dead letter) so that it does not hold up every later charge."""
         batch = []
         with self._idle:
             self._busy = True
@@ -126,12 +127,23 @@ class SettlementWriter:
                     if self._database_down():
                         self._queue.extendleft(reversed(batch[index:]))
                         raise
-                    self.dead_letters.append(record)
-                    logger.error("settlement of %s set aside: it cannot be written: %r", record.id, record, exc_info=True)
+                    self._set_aside(record)
         finally:
             with self._idle:
                 self._busy = False
                 self._idle.notify_all()
+
+    def _set_aside(self, record: GenerationRecord) -> None:
+        """Release the record's hold (charge 0) and keep it, with the reason, as a dead letter."""
+        exc = sys.exc_info()[1]
+        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown"
+        logger.error("settlement of %s set aside: it cannot be written (%s): %r", record.id, reason, record, exc_info=True)
+        self.dead_letters.append(record)
+        try:
+            settlement_dead_letter_record(record=record, reason=reason)
+        except Exception:
+            logger.exception("dead letter %s could not be stored either; it stays in the log", record.id)
+        holds_release(settlements_of(record, charged=False))
 
     @staticmethod
     def _database_down() -> bool:

@@ -40,7 +40,7 @@ def lots_expiry_notify() -> int:
     return services.lots_expiry_notify()
 
 
-@shared_task(bind=True, ignore_result=True, max_retries=6)
+@shared_task(bind=True, ignore_result=True, max_retries=6, name="billing.tasks.auto_topup_charge")
 def auto_topup_charge(self, *, account_id: int, purchase_id: int | None = None) -> int | None:
     """One auto top-up for an account whose balance fell below its threshold.
 

@@ -6,8 +6,8 @@ import secrets
 import string
 import time
 
+from billing.metering import Cost, Usage
 from billing.money import nanos_to_usd_number
-from billing.pricing import Cost, Usage
 
 _ALNUM = string.ascii_letters + string.digits
 

@@ -6,7 +6,7 @@ import time
 
 import orjson
 
-from billing.pricing import Usage
+from billing.metering import Usage
 
 from .shapes import usage_from_provider
 

@@ -1,7 +1,9 @@
 """Token estimates the gateway needs before (or without) a provider's count.
 
-``prompt_tokens_upper_bound`` is a true upper bound for byte-level tokenizers
-(every token is at least one byte), used to size credit holds. ``estimate_tokens``
+``sent_prompt_tokens_upper_bound`` is a true upper bound for byte-level tokenizers (every
+token is at least one byte) of what is sent to a provider, used to size credit holds;
+``prompt_tokens_upper_bound`` the same of an OpenAI-shaped body, before plugins and
+translation (a first guess, e.g. for a compression budget). ``estimate_tokens``
 is an ordinary approximation, used only when a provider cannot tell us (a stream
 the client cancelled before the provider reported usage).
 """
@@ -15,7 +17,7 @@ import orjson
 MESSAGE_OVERHEAD = 4
 REPLY_OVERHEAD = 3
 IMAGE_TOKENS = 1_600
-_WORDS = re.compile(r"\w+|[^\w\s]")
+WORDS = re.compile(r"\w+|[^\w\s]")
 
 
 def _texts(content) -> list[str]:
@@ -60,8 +62,58 @@ def prompt_tokens_upper_bound(body: dict) -> int:
     return total
 
 
+# The fields of a provider request (any dialect) that carry what the model reads as its prompt.
+PROMPT_FIELDS = (
+    "messages", "prompt", "tools", "tool_choice", "response_format",  # OpenAI (and Anthropic's messages, tools)
+    "system",  # Anthropic
+    "contents", "systemInstruction", "toolConfig", "generationConfig",  # Gemini (its response schema is in the config)
+)
+
+
+def sent_prompt_tokens_upper_bound(body: dict, payload: bytes, *, file_tokens: int) -> int:
+    """The most prompt tokens ``payload`` (the bytes sent to the provider, in its dialect) can count.
+
+    Every token covers at least one byte of the prompt fields as sent, whatever a dialect wraps
+    around the text (a Gemini ``functionResponse`` with the function's name, an Anthropic
+    ``tool_result``), so their JSON length bounds the text. Media parts of ``body`` (the
+    OpenAI-shaped source) count as ``IMAGE_TOKENS`` instead of their bytes, and a file the provider
+    reads itself as ``file_tokens`` (it may expand to the whole context). ``n`` does not multiply a prompt.
+    """
+    sent = orjson.loads(payload)
+    size = sum(len(orjson.dumps(sent[name])) for name in PROMPT_FIELDS if name in sent)
+    media_chars = 0
+    media_tokens = 0
+    count = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            count += 1
+            content = message.get("content")
+            if not isinstance(content, list):
+                continue
+            for part in content:
+                if isinstance(part, dict) and part.get("type") not in (None, "text"):
+                    media_chars += _string_chars(part)
+                    media_tokens += file_tokens if part.get("type") == "file" else IMAGE_TOKENS
+    return max(size - media_chars, 0) + media_tokens + MESSAGE_OVERHEAD * count + REPLY_OVERHEAD
+
+
+def _string_chars(value) -> int:
+    """Characters of the strings in ``value``: about the bytes a media part takes in any dialect (where a
+    dialect drops a few, such as a data URL's prefix, the media allowance covers them)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_string_chars(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_string_chars(v) for v in value)
+    return 0
+
+
 def estimate_tokens(text: str) -> int:
-    return len(_WORDS.findall(text))
+    return len(WORDS.findall(text))
 
 
 def estimate_prompt_tokens(body: dict) -> int:

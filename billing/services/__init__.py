@@ -6,10 +6,11 @@ Counters (billing.counters) are told after the commit.
 
 One module a concern: ledger (grants, lot consumption, settling generations), holds,
 cards (billing profile, Stripe customer, saved card), purchases, reconcile, refunds,
-expiry, topup (auto top-up), webhook_events. Every public name is importable from here.
+expiry, topup (auto top-up), webhook_events, dead_letters (settlements that could not be written). Every public name is importable from here.
 """
 
 from .cards import billing_profile_ensure, card_setup_complete, card_setup_start, stripe_customer_ensure
+from .dead_letters import settlement_dead_letter_record
 from .expiry import lots_expire, lots_expiry_notify
 from .ledger import (
     LOT_LIFETIME,
@@ -55,6 +56,7 @@ __all__ = [
     "purchases_reconcile",
     "refund_reverse",
     "refund_succeed",
+    "settlement_dead_letter_record",
     "signup_allowance_grant",
     "stripe_customer_ensure",
     "webhook_event_process",

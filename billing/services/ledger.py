@@ -1,7 +1,7 @@
 """The ledger: grants, lot consumption, settling generations, and one-lot moves.
 
 Balances change only here with a ledger entry, the account row locked. Refunds and expiry move
-a single lot through ``_ledger_move``.
+a single lot through ``ledger_move``.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Account, ApiKey
+from accounts.models import Account
 from activity.models import Generation
 from activity.records import GenerationRecord
+from activity.services import generations_insert
 
 from .. import money
-from ..counters import Settlement, counters, holds_release
+from ..counters import BYOK_WINDOW_SUFFIX, Settlement, counters, holds_release
 from ..models import CreditLot, LedgerEntry, Purchase
 from .topup import auto_topup_maybe_trigger
 
@@ -46,7 +46,8 @@ def credits_grant(
     """Add ``amount`` nano-dollars to an account as a new credit lot, once per ``idempotency_key``.
 
     Grants are promotional lots (never refundable); purchases pass their ``Purchase`` and
-    the lot's source. Every lot expires a year after it arrived.
+    the lot's source. Every lot expires a year after it arrived. A balance below zero (a request
+    that cost more than its hold is charged in full) is paid back from the new lot first.
     """
     if amount <= 0:
         raise ValueError("a grant must be positive")
@@ -67,12 +68,13 @@ def credits_grant(
                 reference=reference,
             )
             now = timezone.now()
+            debt = min(max(-locked.balance, 0), amount)  # usage charged beyond the lots is paid first
             CreditLot.objects.create(
                 account=locked,
                 source=lot_source,
                 purchase=purchase,
                 amount=amount,
-                remaining=amount,
+                remaining=amount - debt,
                 created_at=now,
                 expires_at=now + LOT_LIFETIME,
                 refundable_until=now + REFUND_WINDOW if lot_source == CreditLot.Source.CARD else None,
@@ -106,7 +108,7 @@ def lots_consume(*, account_id: int, amount: int) -> int:
         CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") - take)
         left -= take
     if left:
-        logger.error("account %s: usage of %s nano-dollars exceeded its credit lots", account_id, left)
+        logger.warning("account %s: usage of %s nano-dollars exceeded its credit lots (balance below zero)", account_id, left)
     return left
 
 
@@ -159,68 +161,45 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
                 )
                 lots_consume(account_id=account_id, amount=total)
                 lowered[account_id] = running
-        live_keys = set(
-            ApiKey.objects.filter(id__in={r.api_key_id for r in fresh if r.api_key_id}).values_list("id", flat=True)
-        )
-        _insert_generations([r for r in fresh if r.account_id in balances], live_keys)
+        generations_insert(records=[r for r in fresh if r.account_id in balances])
         LedgerEntry.objects.bulk_create(entries, batch_size=500)
-        settlements = [
-            Settlement(
-                account_id=r.account_id,
-                key_hash=r.key_hash,
-                window=r.key_window,
-                held=r.held,
-                charged=r.cost if r.id not in done and r.account_id in balances else 0,
-            )
-            for r in records
-        ]
+        settlements = []
+        for record in records:
+            charged = record.id not in done and record.account_id in balances
+            settlements.extend(settlements_of(record, charged=charged))
         transaction.on_commit(lambda: holds_release(settlements))
         # Usage that took a balance under its auto top-up threshold queues a top-up (after the commit).
         auto_topup_maybe_trigger(balances=lowered)
     return len(fresh)
 
 
-# Generations are written with one executemany rather than bulk_create: at hundreds of
-# requests a second, Django's per-field SQL compilation was the writer's main cost.
-_GENERATION_COLUMNS = (
-    "id", "account_id", "api_key_id", "created_at", "api_type", "model", "requested_model", "provider_name",
-    "provider_slug", "endpoint_id", "upstream_id", "router", "tokens_prompt", "tokens_completion",
-    "tokens_reasoning", "tokens_cached", "tokens_cache_write", "cost", "cost_prompt", "cost_completion",
-    "upstream_cost", "cache_discount", "is_byok", "latency_ms", "generation_time_ms", "first_token_ms",
-    "finish_reason", "native_finish_reason", "streamed", "cancelled", "http_referer", "app_title", "user_agent",
-    "external_user", "session_id", "provider_responses",
-)
-
-
-def _clip(value: str | None, length: int) -> str | None:
-    return None if value is None else value[:length]
-
-
-def _insert_generations(records: list[GenerationRecord], live_keys: set[int]) -> None:
-    if not records:
-        return
-    table = Generation._meta.db_table
-    placeholders = ", ".join(["%s"] * len(_GENERATION_COLUMNS))
-    sql = f"INSERT INTO {table} ({', '.join(_GENERATION_COLUMNS)}) VALUES ({placeholders})"
-    adapt = connection.ops.adapt_datetimefield_value
-    rows = [
-        (
-            r.id, r.account_id, r.api_key_id if r.api_key_id in live_keys else None, adapt(r.created_at),
-            r.api_type[:16], r.model[:160], r.requested_model[:160], r.provider_name[:120], r.provider_slug[:64],
-            r.endpoint_id, r.upstream_id[:200], (r.router or None) and r.router[:80], r.tokens_prompt, r.tokens_completion, r.tokens_reasoning, r.tokens_cached,
-            r.tokens_cache_write, r.cost, r.cost_prompt, r.cost_completion, r.upstream_cost, 0, r.is_byok,
-            r.latency_ms, r.generation_time_ms, r.first_token_ms, _clip(r.finish_reason, 32),
-            _clip(None if r.native_finish_reason is None else str(r.native_finish_reason), 64),
-            r.streamed, r.cancelled, r.http_referer[:500], r.app_title[:200], r.user_agent[:300],
-            r.external_user[:200], r.session_id[:256], orjson.dumps(r.provider_responses).decode(),
+def settlements_of(record: GenerationRecord, *, charged: bool = True) -> list[Settlement]:
+    """The counter updates a settled record makes: its holds released, its charge (0 when not
+    ``charged``) on the balance and the key's window. A key that counts BYOK usage in its limit
+    spends in a ``+byok`` window; the other variant of the window is kept current too, so that
+    switching ``include_byok_in_limit`` back and forth never reads a stale sum."""
+    cost = record.cost if charged else 0
+    byok = record.upstream_cost if charged and record.is_byok else 0
+    window = record.key_window
+    with_byok = window is not None and window.endswith(BYOK_WINDOW_SUFFIX)
+    items = [
+        Settlement(
+            account_id=record.account_id, key_hash=record.key_hash, window=window, held=record.held, charged=cost,
+            key_held=record.key_held, key_charged=cost + byok if with_byok else cost,
         )
-        for r in records
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    if window is not None and cost + byok:
+        other = window.removesuffix(BYOK_WINDOW_SUFFIX) if with_byok else window + BYOK_WINDOW_SUFFIX
+        items.append(
+            Settlement(
+                account_id=record.account_id, key_hash=record.key_hash, window=other, held=0, charged=0,
+                key_held=0, key_charged=cost if with_byok else cost + byok,
+            )
+        )
+    return items
 
 
-def _ledger_move(
+def ledger_move(
     *,
     account_id: int,
     lot: CreditLot,

@@ -19,7 +19,7 @@ from ..crypto import crypto_processor
 from ..errors import CardRequired, PaymentDeclined, PaymentRejected, PaymentUnavailable, WebhookRejected
 from ..models import BillingProfile, CreditLot, LedgerEntry, Purchase
 from .ledger import credits_grant
-from .topup import _auto_topup_failed
+from .topup import auto_topup_failed
 
 logger = logging.getLogger("openrouter.billing")
 
@@ -240,6 +240,6 @@ def purchase_fail(
             purchase.stripe_payment_intent_id = payment_intent_id
         purchase.save()
         if purchase.is_auto_topup:
-            _auto_topup_failed(purchase=purchase, reason=reason, counts=status == Purchase.Status.FAILED)
+            auto_topup_failed(purchase=purchase, reason=reason, counts=status == Purchase.Status.FAILED)
     logger.info("purchase %s %s: %s", purchase.id, status, reason)
     return purchase

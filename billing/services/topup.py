@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +21,7 @@ from ..models import BillingProfile, Purchase
 from .cards import billing_profile_ensure
 
 logger = logging.getLogger("openrouter.billing")
+AUTO_TOPUP_TASK = "billing.tasks.auto_topup_charge"
 
 
 def auto_topup_configure(*, account: Account, enabled: bool, threshold: object, amount: object) -> BillingProfile:
@@ -61,15 +63,18 @@ def auto_topup_maybe_trigger(*, balances: dict[int, int]) -> list[int]:
         for account_id, threshold, retry_after in rows
         if balances[account_id] < threshold and (retry_after is None or retry_after <= now)
     ]
-    if due:
-        from ..tasks import auto_topup_charge as task
-
-        for account_id in due:
-            transaction.on_commit(lambda a=account_id: task.delay(account_id=a), robust=True)
+    for account_id in due:
+        transaction.on_commit(lambda a=account_id: _topup_queue(a), robust=True)
     return due
 
 
-def _auto_topup_failed(*, purchase: Purchase, reason: str, counts: bool) -> None:
+def _topup_queue(account_id: int) -> None:
+    """Queue ``billing.tasks.auto_topup_charge`` by name: the tasks module imports these services,
+    so importing it here would close a cycle. (A registered task runs eagerly where so configured.)"""
+    current_app.signature(AUTO_TOPUP_TASK, kwargs={"account_id": account_id}).delay()
+
+
+def auto_topup_failed(*, purchase: Purchase, reason: str, counts: bool) -> None:
     """Inside purchase_fail's transaction: clear the in-flight mark; count a decline; switch the
     feature off (and tell the user by email) after ``BILLING_AUTO_TOPUP_MAX_FAILURES`` in a row."""
     profile = BillingProfile.objects.select_for_update().filter(account_id=purchase.account_id).first()

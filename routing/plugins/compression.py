@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import orjson
 
-from routing.tokens import _WORDS, IMAGE_TOKENS, MESSAGE_OVERHEAD, REPLY_OVERHEAD, estimate_tokens
+from routing.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD, REPLY_OVERHEAD, WORDS, estimate_tokens
 
 from . import find_plugin, plugin_enabled
 
@@ -79,7 +79,7 @@ def prompt_tokens(messages: list[dict]) -> int:
 
 def truncate_middle(text: str, keep_tokens: int) -> str:
     """``text`` cut to about ``keep_tokens`` tokens: its head and tail, with a marker between."""
-    spans = list(_WORDS.finditer(text))
+    spans = list(WORDS.finditer(text))
     if len(spans) <= keep_tokens:
         return text
     keep = max(keep_tokens - 1, 0)  # the marker is a token

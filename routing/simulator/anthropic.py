@@ -17,7 +17,7 @@ import orjson
 
 from .config import ProviderSettings
 from .dialects import FAILURE_MESSAGES, Dialect, Turn, plan_turn, require, sse_template
-from .protocol import CHAT, _new_id
+from .protocol import CHAT, new_id
 from .tokens import MESSAGE_OVERHEAD, REPLY_OVERHEAD, count_tokens
 
 ERROR_TYPES = {
@@ -188,7 +188,7 @@ def parse(body: Any, request: Any, state: Any) -> Turn:
         if role == "user":
             last_user = "".join(b.get("text") or "" for b in blocks if b.get("type") == "text")
     read, written = counter.cache(state.prompt_cache)
-    job = Turn(CHAT, model, stream, True, counter.tokens, (), None, _new_id("msg_"), int(time.time()))
+    job = Turn(CHAT, model, stream, True, counter.tokens, (), None, new_id("msg_"), int(time.time()))
     job.cache_read, job.cache_write = read, written
     return plan_turn(
         job,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from .config import ProviderSettings
-from .protocol import Job, RequestError, SseEncoder, _plan, completion_body, error_body, parse_chat, parse_text
+from .protocol import Job, RequestError, SseEncoder, completion_body, error_body, parse_chat, parse_text, reply_plan
 from .text import forced_tool, generate_tokens, natural_length, seed_for, tool_arguments
 from .tokens import token_pieces
 
@@ -181,7 +181,7 @@ def plan_turn(
             length = min(length, cap)
         job.reasoning = generate_tokens(seed, length)
     remaining = None if cap is None else cap - len(job.reasoning)
-    job.tokens, job.finish_reason = _plan(slug, model, prompt_text, control_text, settings, remaining)
+    job.tokens, job.finish_reason = reply_plan(slug, model, prompt_text, control_text, settings, remaining)
     name = forced_tool(control_text) if "[sim:" in control_text else None
     if name is not None and name in tools and job.finish_reason == "stop":
         arguments = tool_arguments(seed_for("tool", slug, model, prompt_text), tools[name])

@@ -18,7 +18,7 @@ import orjson
 
 from .config import ProviderSettings
 from .dialects import FAILURE_MESSAGES, Dialect, Turn, plan_turn, require, sse_template
-from .protocol import CHAT, RequestError, _new_id
+from .protocol import CHAT, RequestError, new_id
 from .tokens import MESSAGE_OVERHEAD, REPLY_OVERHEAD, count_tokens
 
 STATUSES = {
@@ -137,7 +137,7 @@ def parse(body: Any, request: Any, state: Any) -> Turn:
             last_user = "".join(p["text"] for p in parts if isinstance(p.get("text"), str))
     schemas = _tools(body)
     tokens += sum(count_tokens(name + orjson.dumps(schema).decode()) for name, schema in schemas.items())
-    job = Turn(CHAT, model, stream, True, tokens, (), None, _new_id("sim-"), int(time.time()))
+    job = Turn(CHAT, model, stream, True, tokens, (), None, new_id("sim-"), int(time.time()))
     job.show_reasoning = show
     return plan_turn(
         job,

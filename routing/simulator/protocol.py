@@ -132,7 +132,7 @@ def _prompt(body: dict[str, Any]) -> str | list[Any]:
     raise RequestError("'prompt' is required and must be a string or an array", "prompt")
 
 
-def _plan(
+def reply_plan(
     slug: str, model: str, prompt_text: str, control_text: str, settings: ProviderSettings, cap: int | None
 ) -> tuple[tuple[str, ...], str]:
     """The reply tokens and finish reason for a prompt."""
@@ -146,7 +146,7 @@ def _plan(
     return generate_tokens(seed, length), "stop"
 
 
-def _new_id(prefix: str) -> str:
+def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
@@ -165,7 +165,7 @@ def parse_chat(body: Any, slug: str, settings: ProviderSettings) -> Job:
         texts.append(message["role"] + "\x1f" + text)
         if message["role"] == "user":
             last_user = text
-    tokens, finish = _plan(slug, model, "\x1e".join(texts), last_user, settings, cap)
+    tokens, finish = reply_plan(slug, model, "\x1e".join(texts), last_user, settings, cap)
     return Job(
         CHAT,
         model,
@@ -174,7 +174,7 @@ def parse_chat(body: Any, slug: str, settings: ProviderSettings) -> Job:
         count_message_tokens(messages),
         tokens,
         finish,
-        _new_id("chatcmpl-"),
+        new_id("chatcmpl-"),
         int(time.time()),
     )
 
@@ -192,7 +192,7 @@ def parse_text(body: Any, slug: str, settings: ProviderSettings) -> Job:
     else:
         text = "\x1e".join(item if isinstance(item, str) else orjson.dumps(item).decode() for item in prompt)
     last = prompt if isinstance(prompt, str) else (prompt[-1] if isinstance(prompt[-1], str) else "")
-    tokens, finish = _plan(slug, model, text, last, settings, cap)
+    tokens, finish = reply_plan(slug, model, text, last, settings, cap)
     return Job(
         TEXT,
         model,
@@ -201,7 +201,7 @@ def parse_text(body: Any, slug: str, settings: ProviderSettings) -> Job:
         count_prompt_tokens(prompt),
         tokens,
         finish,
-        _new_id("cmpl-"),
+        new_id("cmpl-"),
         int(time.time()),
     )
 

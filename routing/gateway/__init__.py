@@ -1,0 +1,27 @@
+"""The inference hot path: ``POST /api/v1/chat/completions`` and ``/api/v1/completions``.
+
+A plain ASGI handler, mounted by ``openrouter_site.asgi`` in front of Django, so no view or
+middleware machinery runs per request. Nothing here touches the database on the event loop:
+the key, the catalog and BYOK keys come from in-process caches (misses are read in a worker
+thread), the credit hold is one atomic counter operation, and the charge and the generation
+record are handed to the settlement writer after the response is out. Billing is reached
+only through ``billing.metering`` (and ``billing.money``).
+
+The rooms:
+  app.py        the ASGI entry: which surface a path is, and the lifespan
+  call.py       the call outline, the same for every surface: read body (413) -> authenticate
+                (401/403) -> validate (400) -> plan the route (400/404) -> free-model rate limit
+                (429) -> web search -> the attempts -> record the generation
+  attempts.py   the one attempt loop: for each planned attempt, build what is sent (file parsing,
+                compression, dialect translation), size the hold from it (402 on the first), hand
+                it to the responder, fall back on a failure before the first token
+  responders.py the JSON and the SSE responder of the OpenAI-shaped surfaces: send one attempt,
+                answer the client, charge the real cost
+
+A new inference surface (Anthropic Messages, OpenAI Responses, the chatroom) is a ``Surface``:
+its parser and its two responders; the outline and the attempt loop stay as they are.
+"""
+
+from .app import GatewayApp, Surface
+
+__all__ = ["GatewayApp", "Surface"]

@@ -1,0 +1,46 @@
+"""The gateway's ASGI entry: one ``Call`` per request, on the surface its path names."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from billing.metering import meters_flush
+
+from .. import upstream
+from ..request_parsing import InferenceRequest, parse_chat, parse_completion
+from .call import Call
+from .responders import JsonResponder, SseResponder
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """One inference API: how its body is read, and how an attempt is answered (JSON or SSE)."""
+
+    kind: str  # "chat" | "completions": the provider request and the response objects
+    parse: Callable[[dict, str], InferenceRequest]
+    json_responder: type
+    sse_responder: type
+
+
+SURFACES = {
+    "chat": Surface("chat", parse_chat, JsonResponder, SseResponder),
+    "completions": Surface("completions", parse_completion, JsonResponder, SseResponder),
+}
+
+
+class GatewayApp:
+    async def __call__(self, scope, receive, send, kind: str) -> None:
+        await Call(scope, receive, send, SURFACES[kind]).run()
+
+    async def lifespan(self, scope, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, meters_flush, 10.0)
+                await upstream.close_all()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
