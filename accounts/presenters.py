@@ -26,7 +26,13 @@ def _iso(value) -> str | None:
 
 
 def _window_usage(api_key: ApiKey, usage: KeyUsage) -> int:
-    return {"daily": usage.daily, "weekly": usage.weekly, "monthly": usage.monthly}.get(api_key.limit_reset, usage.total)
+    """What counts against the key's limit in its window: its spend, and its BYOK usage when
+    ``include_byok_in_limit`` (as the gateway's holds count it)."""
+    spent = {"daily": usage.daily, "weekly": usage.weekly, "monthly": usage.monthly}.get(api_key.limit_reset, usage.total)
+    if api_key.include_byok_in_limit:
+        byok = {"daily": usage.byok_daily, "weekly": usage.byok_weekly, "monthly": usage.byok_monthly}
+        spent += byok.get(api_key.limit_reset, usage.byok_total)
+    return spent
 
 
 def _next_reset(limit_reset: str | None, now: dt.datetime) -> dt.datetime | None:
@@ -72,10 +78,10 @@ def _limit_fields(api_key: ApiKey, usage: KeyUsage) -> dict:
         "usage_daily": nanos_to_usd_number(usage.daily),
         "usage_weekly": nanos_to_usd_number(usage.weekly),
         "usage_monthly": nanos_to_usd_number(usage.monthly),
-        "byok_usage": 0.0,
-        "byok_usage_daily": 0.0,
-        "byok_usage_weekly": 0.0,
-        "byok_usage_monthly": 0.0,
+        "byok_usage": nanos_to_usd_number(usage.byok_total),
+        "byok_usage_daily": nanos_to_usd_number(usage.byok_daily),
+        "byok_usage_weekly": nanos_to_usd_number(usage.byok_weekly),
+        "byok_usage_monthly": nanos_to_usd_number(usage.byok_monthly),
     }
 
 

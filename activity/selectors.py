@@ -18,6 +18,11 @@ class KeyUsage:
     weekly: int = 0
     monthly: int = 0
     last_used: dt.datetime | None = None
+    # BYOK usage: the list price of what the account's own provider keys paid for (``upstream_cost``).
+    byok_total: int = 0
+    byok_daily: int = 0
+    byok_weekly: int = 0
+    byok_monthly: int = 0
 
 
 def _window_starts(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
@@ -28,7 +33,8 @@ def _window_starts(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datet
 
 
 def key_usage_by_key(*, key_ids: list[int], now: dt.datetime | None = None) -> dict[int, KeyUsage]:
-    """Spend of each key (nano-dollars): lifetime, this UTC day, this Monday-based week, this month."""
+    """Spend of each key (nano-dollars), and its BYOK usage: lifetime, this UTC day, this Monday-based
+    week, this month."""
     if not key_ids:
         return {}
     day, week, month = _window_starts(now or dt.datetime.now(dt.UTC))
@@ -41,6 +47,10 @@ def key_usage_by_key(*, key_ids: list[int], now: dt.datetime | None = None) -> d
             weekly=Sum("cost", filter=Q(created_at__gte=week)),
             monthly=Sum("cost", filter=Q(created_at__gte=month)),
             last_used=Max("created_at"),
+            byok_total=Sum("upstream_cost", filter=Q(is_byok=True)),
+            byok_daily=Sum("upstream_cost", filter=Q(is_byok=True, created_at__gte=day)),
+            byok_weekly=Sum("upstream_cost", filter=Q(is_byok=True, created_at__gte=week)),
+            byok_monthly=Sum("upstream_cost", filter=Q(is_byok=True, created_at__gte=month)),
         )
     )
     return {
@@ -50,6 +60,10 @@ def key_usage_by_key(*, key_ids: list[int], now: dt.datetime | None = None) -> d
             weekly=row["weekly"] or 0,
             monthly=row["monthly"] or 0,
             last_used=row["last_used"],
+            byok_total=row["byok_total"] or 0,
+            byok_daily=row["byok_daily"] or 0,
+            byok_weekly=row["byok_weekly"] or 0,
+            byok_monthly=row["byok_monthly"] or 0,
         )
         for row in rows
     }

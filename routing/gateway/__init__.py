@@ -7,16 +7,18 @@ thread), the credit hold is one atomic counter operation, and the charge and the
 record are handed to the settlement writer after the response is out. Billing is reached
 only through ``billing.metering`` (and ``billing.money``).
 
-The rooms:
+The rooms, each importing only the ones below it:
   app.py        the ASGI entry: which surface a path is, and the lifespan
   call.py       the call outline, the same for every surface: read body (413) -> authenticate
                 (401/403) -> validate (400) -> plan the route (400/404) -> free-model rate limit
-                (429) -> web search -> the attempts -> record the generation
+                (429) -> web search -> the attempts
+  responders.py the JSON and the SSE responder of the OpenAI-shaped surfaces: send one attempt,
+                answer the client, charge the real cost
   attempts.py   the one attempt loop: for each planned attempt, build what is sent (file parsing,
                 compression, dialect translation), size the hold from it (402 on the first), hand
                 it to the responder, fall back on a failure before the first token
-  responders.py the JSON and the SSE responder of the OpenAI-shaped surfaces: send one attempt,
-                answer the client, charge the real cost
+  state.py      what a call knows and records (its meter, attempts, generation record) and how it
+                sends an answer or an error
 
 A new inference surface (Anthropic Messages, OpenAI Responses, the chatroom) is a ``Surface``:
 its parser and its two responders; the outline and the attempt loop stay as they are.

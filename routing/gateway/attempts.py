@@ -29,7 +29,7 @@ from ..providers.base import TranslationError, UpstreamRequest
 from ..tokens import prompt_tokens_upper_bound, sent_prompt_tokens_upper_bound
 
 if TYPE_CHECKING:
-    from .call import Call
+    from .state import CallState
 
 RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
@@ -55,7 +55,7 @@ class Prepared:
     bound: Bound
 
 
-async def attempts_run(call: Call, responder) -> None:
+async def attempts_run(call: CallState, responder) -> None:
     """Try the plan's attempts in order until a responder answers; raise the error for all failing."""
     failures: list[AttemptFailed] = []
     refused: set[str] = set()  # models whose provider refused the request itself (a 4xx): other models remain
@@ -89,7 +89,7 @@ async def attempts_run(call: Call, responder) -> None:
         raise all_failed(call, failures)
 
 
-async def _hold(call: Call, bound: Bound) -> bool:
+async def _hold(call: CallState, bound: Bound) -> bool:
     """The first hold opens the meter (a refusal is the request's 402); later ones extend it."""
     if call.meter is None:
         call.meter = await meter_open(
@@ -102,7 +102,7 @@ async def _hold(call: Call, bound: Bound) -> bool:
 # --- what an attempt sends -------------------------------------------------------------------------
 
 
-async def attempt_prepare(call: Call, attempt: Attempt, files: dict[str, list]) -> Prepared:
+async def attempt_prepare(call: CallState, attempt: Attempt, files: dict[str, list]) -> Prepared:
     endpoint = attempt.endpoint
     body = await _attempt_body(call, attempt, files)
     adapter, request = _upstream_request(call, attempt, body)
@@ -120,7 +120,7 @@ async def attempt_prepare(call: Call, attempt: Attempt, files: dict[str, list]) 
     return Prepared(attempt, adapter, request, bound)
 
 
-def _max_output(call: Call, attempt: Attempt, prompt_tokens: int) -> int:
+def _max_output(call: CallState, attempt: Attempt, prompt_tokens: int) -> int:
     if call.request.max_tokens is not None:
         return call.request.max_tokens
     cap = attempt.endpoint.max_completion_tokens or attempt.model.max_completion_tokens
@@ -129,7 +129,7 @@ def _max_output(call: Call, attempt: Attempt, prompt_tokens: int) -> int:
     return max(attempt.endpoint.context_length - prompt_tokens, 1)
 
 
-async def _attempt_body(call: Call, attempt: Attempt, files: dict[str, list]) -> dict:
+async def _attempt_body(call: CallState, attempt: Attempt, files: dict[str, list]) -> dict:
     """The provider body for one attempt: unsupported parameters dropped, PDFs parsed where the endpoint
     cannot read files, the middle compressed where the context is small."""
     body = call.base_body.copy()
@@ -158,7 +158,7 @@ async def _attempt_body(call: Call, attempt: Attempt, files: dict[str, list]) ->
     return body
 
 
-def _upstream_request(call: Call, attempt: Attempt, body: dict) -> tuple[object, UpstreamRequest]:
+def _upstream_request(call: CallState, attempt: Attempt, body: dict) -> tuple[object, UpstreamRequest]:
     endpoint = attempt.endpoint
     stream = call.request.stream
     if call.kind == "completions":
@@ -208,7 +208,7 @@ async def upstream_open(prepared: Prepared) -> aiohttp.ClientResponse:
     return response
 
 
-def all_failed(call: Call, failures: list[AttemptFailed]) -> ApiError:
+def all_failed(call: CallState, failures: list[AttemptFailed]) -> ApiError:
     """The request's error when no attempt answered, in OpenRouter's shape."""
     previous = [{"provider": a["provider_name"], "status": a["status"], "code": a["status"]} for a in call.attempts]
     metadata = {

@@ -24,10 +24,10 @@ from ..shapes import usage_body, usage_from_provider
 from ..streaming import StreamState, error_choice
 from ..tokens import estimate_prompt_tokens
 from .attempts import AttemptFailed, Prepared, upstream_open
-from .call import DONE, ClientGone
+from .state import DONE, ClientGone
 
 if TYPE_CHECKING:
-    from .call import Call
+    from .state import CallState
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -38,7 +38,7 @@ KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
 
 
 class JsonResponder:
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: CallState) -> None:
         self.call = call
 
     async def __aenter__(self) -> JsonResponder:
@@ -119,7 +119,7 @@ class JsonResponder:
 class SseResponder:
     """Keep-alive comments until the first token, a watch for the client leaving, then the events."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: CallState) -> None:
         self.call = call
         self.lock = asyncio.Lock()
         self.keepalive_handle: asyncio.TimerHandle | None = None
