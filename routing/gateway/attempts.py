@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -27,9 +26,7 @@ from ..plugins.file_parser import has_file_parts, parse_files, requested_engine
 from ..providers import adapter_for
 from ..providers.base import TranslationError, UpstreamRequest
 from ..tokens import prompt_tokens_upper_bound, sent_prompt_tokens_upper_bound
-
-if TYPE_CHECKING:
-    from .state import CallState
+from .state import CallState
 
 RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -24,10 +23,7 @@ from ..shapes import usage_body, usage_from_provider
 from ..streaming import StreamState, error_choice
 from ..tokens import estimate_prompt_tokens
 from .attempts import AttemptFailed, Prepared, upstream_open
-from .state import DONE, ClientGone
-
-if TYPE_CHECKING:
-    from .state import CallState
+from .state import DONE, CallState, ClientGone
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
