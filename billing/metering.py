@@ -106,10 +106,12 @@ class Meter:
         fee = money.percent_of(list_price, BYOK_FEE_PERCENT) + 1  # rounded half up: one more covers it
         return fee + self.plugin_cost, fee + self.plugin_cost + (list_price if self.counts_byok else 0)
 
-    async def _hold(self, bound: Bound):
+    async def _hold(self, bound: Bound, *, first: bool = False):
+        """Hold what ``bound`` needs beyond what is held (the first hold always asks: a balance at or
+        below zero refuses even a free request). None when nothing more was needed."""
         needed, key_needed = self.worst_case(bound)
         extra, key_extra = max(needed - self.held, 0), max(key_needed - self.key_held, 0)
-        if self.held and not extra and not key_extra:
+        if not first and not extra and not key_extra:
             return None
         result = await counters().hold(
             account_id=self.account_id, amount=extra, key_hash=self.key_hash, key_limit=self.key_limit,
@@ -207,8 +209,8 @@ async def meter_open(*, generation_id: str, key, bound: Bound, plugin_cost: int 
     the user to add credits."""
     meter = Meter(generation_id=generation_id, key=key, plugin_cost=plugin_cost, site_url=site_url)
     writer.ensure_started()  # its loop keeps this process's heartbeat alive while requests run
-    result = await meter._hold(bound)
-    if result is not None and not result.ok:
+    result = await meter._hold(bound, first=True)
+    if not result.ok:
         raise meter.payment_required(bound, result.reason, result.available)
     return meter
 

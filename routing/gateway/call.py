@@ -42,8 +42,8 @@ class Call(CallState):
             logger.exception("unexpected error in %s", self.id)
             await self.fail(ServerError())
         finally:
-            if self.meter is not None and not self.meter.closed:
-                self.settle(None, None, finish="error", native=None, charge=None)
+            if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
+                self.settle(None, None, finish="error", native=None, charge=None)  # releases the hold
 
     async def _run(self) -> None:
         if self.scope["method"] != "POST":
