@@ -69,6 +69,8 @@ PROMPT_FIELDS = (
     "contents", "systemInstruction", "toolConfig", "generationConfig",  # Gemini (its response schema is in the config)
 )
 
+EXACT_FIELDS_BELOW = 32_768  # payload bytes under which only the prompt fields are measured
+
 
 def sent_prompt_tokens_upper_bound(body: dict, payload: bytes, *, file_tokens: int) -> int:
     """The most prompt tokens ``payload`` (the bytes sent to the provider, in its dialect) can count.
@@ -79,8 +81,11 @@ def sent_prompt_tokens_upper_bound(body: dict, payload: bytes, *, file_tokens: i
     OpenAI-shaped source) count as ``IMAGE_TOKENS`` instead of their bytes, and a file the provider
     reads itself as ``file_tokens`` (it may expand to the whole context). ``n`` does not multiply a prompt.
     """
-    sent = orjson.loads(payload)
-    size = sum(len(orjson.dumps(sent[name])) for name in PROMPT_FIELDS if name in sent)
+    if len(payload) > EXACT_FIELDS_BELOW:
+        size = len(payload)  # the few other fields are a rounding error here; not worth parsing megabytes
+    else:
+        sent = orjson.loads(payload)
+        size = sum(len(orjson.dumps(sent[name])) for name in PROMPT_FIELDS if name in sent)
     media_chars = 0
     media_tokens = 0
     count = 0
