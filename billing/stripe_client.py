@@ -15,7 +15,6 @@ and ``PaymentRejected`` (the request itself). Plain dataclasses come back, never
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +23,9 @@ from typing import Any
 import httpx
 import stripe
 from django.conf import settings
+
+from openrouter_site.errors import ApiError
+from openrouter_site.inputs import json_loads
 
 from .errors import PaymentDeclined, PaymentRejected, PaymentUnavailable, WebhookSignatureInvalid
 
@@ -280,12 +282,16 @@ def webhook_event(*, payload: bytes, signature: str | None) -> dict[str, Any]:
     if not signature:
         raise WebhookSignatureInvalid("Missing Stripe-Signature header")
     try:
+        payload.decode("utf-8")  # Stripe's verifier decodes it, and would raise on anything else
+    except UnicodeDecodeError:
+        raise WebhookSignatureInvalid("Webhook body is not UTF-8") from None
+    try:
         stripe.WebhookSignature.verify_header(payload, signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=300)
-    except stripe.SignatureVerificationError:
+    except (stripe.SignatureVerificationError, ValueError, TypeError, OverflowError):
         raise WebhookSignatureInvalid() from None
     try:
-        data = json.loads(payload)
-    except ValueError:
+        data = json_loads(payload, what="webhook body")
+    except ApiError:
         raise WebhookSignatureInvalid("Webhook body is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
         raise WebhookSignatureInvalid("Webhook body is not a Stripe event")

@@ -25,6 +25,7 @@ from .base import (
     chat_completion,
     count,
     data_url,
+    guarded,
     json_object,
     openai_usage,
     part_url,
@@ -402,6 +403,7 @@ class AnthropicAdapter(ProviderAdapter):
         "refusal": "content_filter",
     }
 
+    @guarded
     def request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str, stream: bool) -> UpstreamRequest:
         headers = {
             "x-api-key": api_key,

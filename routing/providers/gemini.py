@@ -30,6 +30,7 @@ from .base import (
     chat_completion,
     count,
     data_url,
+    guarded,
     json_object,
     openai_usage,
     part_url,
@@ -366,6 +367,7 @@ class GeminiAdapter(ProviderAdapter):
         "FINISH_REASON_UNSPECIFIED": "stop",
     }
 
+    @guarded
     def request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str, stream: bool) -> UpstreamRequest:
         model = upstream_model.removeprefix("models/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
