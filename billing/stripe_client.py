@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ import stripe
 from django.conf import settings
 
 from openrouter_site.errors import ApiError
-from openrouter_site.inputs import json_loads
+from openrouter_site.inputs import int_text, json_loads
 
 from .errors import PaymentDeclined, PaymentRejected, PaymentUnavailable, WebhookSignatureInvalid
 
@@ -277,6 +278,9 @@ def refunds_list(payment_intent_id: str) -> list[RefundInfo]:
 # --- Webhooks --------------------------------------------------------------------------------------
 
 
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
 def webhook_event(*, payload: bytes, signature: str | None) -> dict[str, Any]:
     """Verify a webhook's signature (and its age) and return the event as plain data."""
     if not signature:
@@ -285,8 +289,14 @@ def webhook_event(*, payload: bytes, signature: str | None) -> dict[str, Any]:
         payload.decode("utf-8")  # Stripe's verifier decodes it, and would raise on anything else
     except UnicodeDecodeError:
         raise WebhookSignatureInvalid("Webhook body is not UTF-8") from None
+    timestamps = [int_text(item[2:]) for item in signature.split(",") if item.startswith("t=")]
+    if not timestamps or timestamps[0] is None or abs(time.time() - timestamps[0]) > WEBHOOK_TOLERANCE_SECONDS:
+        # Stripe's own check lets any future timestamp through; a signed event is only good near its time.
+        raise WebhookSignatureInvalid("Webhook timestamp outside the tolerance")
     try:
-        stripe.WebhookSignature.verify_header(payload, signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=300)
+        stripe.WebhookSignature.verify_header(
+            payload, signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
     except (stripe.SignatureVerificationError, ValueError, TypeError, OverflowError):
         raise WebhookSignatureInvalid() from None
     try:
