@@ -59,7 +59,9 @@ MAX_INTEGER = 2**53
 TOOL_CHOICES = ("none", "auto", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema", "grammar", "python")
 REASONING_EFFORTS = ("max", "xhigh", "high", "medium", "low", "minimal", "none")
-URL_PARTS = ("image_url", "video_url")
+URL_PARTS = {"image_url": "image_url", "video_url": "video_url", "input_video": "video_url"}  # part type -> its key
+CONTENT_PART_TYPES = ("text", "image_url", "input_audio", "video_url", "input_video", "file")
+SERVER_TOOL_PREFIX = "openrouter:"  # server tools (openrouter:web_search, ...): run by us, never sent to a provider
 
 
 @dataclass(slots=True)
@@ -187,8 +189,10 @@ def _check_tools(tools: list | None, tool_choice: Any) -> None:
     if tool_choice is None or tool_choice in TOOL_CHOICES:
         return
     if isinstance(tool_choice, dict) and isinstance(tool_choice.get("type"), str):
-        if tool_choice["type"] != "function":
+        if tool_choice["type"].startswith(SERVER_TOOL_PREFIX):
             return  # a server tool choice
+        if tool_choice["type"] != "function":
+            raise BadRequest(f"'tool_choice.type' must be \"function\" or a server tool ({SERVER_TOOL_PREFIX}...)")
         function = tool_choice.get("function")
         if isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]:
             return
@@ -254,10 +258,12 @@ def _check_part(part: Any, where: str) -> None:
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise BadRequest(f"{where} must be an object with a 'type'")
     kind = part["type"]
+    if kind not in CONTENT_PART_TYPES:
+        raise BadRequest(f"{where}.type must be one of: {', '.join(CONTENT_PART_TYPES)}")
     if kind == "text" and not isinstance(part.get("text"), str):
         raise BadRequest(f"{where}.text must be a string")
     if kind in URL_PARTS:
-        _check_url_part(part, kind, where)
+        _check_url_part(part, URL_PARTS[kind], where)
     elif kind == "file":
         file = part.get("file")
         if not isinstance(file, dict):
@@ -289,8 +295,19 @@ def _check_tool_calls(tool_calls: Any, where: str) -> None:
         function = call.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise BadRequest(f"{at}.function must be an object with a 'name'")
-        if not isinstance(function.get("arguments"), str | dict | None):
-            raise BadRequest(f"{at}.function.arguments must be a string of JSON")
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str | dict | None) or not _json_object_text(arguments):
+            raise BadRequest(f"{at}.function.arguments must be a string holding a JSON object")
+
+
+def _json_object_text(arguments: str | dict | None) -> bool:
+    """Whether tool-call ``arguments`` are a JSON object (as text, as an object, or empty)."""
+    if not isinstance(arguments, str) or not arguments.strip():
+        return True
+    try:
+        return isinstance(json_loads(arguments, what="tool call arguments"), dict)
+    except BadRequest:
+        return False
 
 
 def _check_messages(messages) -> None:

@@ -195,6 +195,8 @@ def _tool_choice(choice: Any, parallel: Any) -> dict | None:
         return {"type": "none"}
     elif isinstance(choice, dict) and choice.get("type") == "function":
         result = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    elif isinstance(choice, dict) and str(choice.get("type", "")).startswith("openrouter:"):
+        return None  # a server tool: run by OpenRouter, not the provider's business
     else:
         raise TranslationError("tool_choice must be 'auto', 'required', 'none' or a function")
     if parallel is False:

@@ -89,7 +89,7 @@ def chat_body(model: str) -> dict:
         "tool_choice": {"type": "function", "function": {"name": "lookup"}},
         "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
         "reasoning": {"effort": "low"},
-        "provider": {"quantizations": ["fp8"], "max_price": {"prompt": 100, "completion": 100},
+        "provider": {"quantizations": ["fp8", "bf16", "fp16", "unknown"], "max_price": {"prompt": 100, "completion": 100},
                      "sort": "price", "only": ["openai", "anthropic", "google-vertex", "google-ai-studio"]},
         "stop": ["\n\n"],
     }

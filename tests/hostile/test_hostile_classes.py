@@ -293,3 +293,13 @@ def test_webhooks_refuse_non_utf8_bodies_and_absurd_timestamps_without_a_5xx(liv
     ):
         envelope(post_raw(f"{url}/billing/webhooks/crypto", payload, {SIGNATURE_HEADER: header}), 400)
     assert not WebhookEvent.objects.exists()  # nothing refused is stored
+
+
+def test_a_request_no_provider_can_express_is_a_400_not_a_503(gateway):
+    """Every endpoint of the model refused to translate it (a file given only by id, for Gemini): the
+    client's mistake, answered 400 after the attempts, not 'no provider could serve'."""
+    bundle = make_key(credits="1")
+    body = user_says(model="google/gemini-2.0-flash-001",
+                     messages=[{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}])
+    message = envelope(chat(gateway, bundle, body), 400)
+    assert "file_data" in message
