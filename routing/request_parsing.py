@@ -56,6 +56,7 @@ INTEGER_FIELDS = ("top_k", "seed", "top_logprobs", "n")
 # every counter (Redis, SQL) within a 64-bit integer.
 MAX_TOKENS_LIMIT = 2**31 - 1
 MAX_INTEGER = 2**53
+MAX_CHOICES = 128  # ``n``: OpenAI's own bound
 TOOL_CHOICES = ("none", "auto", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema", "grammar", "python")
 REASONING_EFFORTS = ("max", "xhigh", "high", "medium", "low", "minimal", "none")
@@ -127,6 +128,9 @@ def _check_common(body: dict) -> tuple[str | None, bool, int | None]:
         value = body.get(field)
         if value is not None and not _is_int(value):
             raise BadRequest(f"'{field}' must be an integer")
+    n = body.get("n")
+    if n is not None and not 1 <= n <= MAX_CHOICES:
+        raise BadRequest(f"'n' must be between 1 and {MAX_CHOICES}")
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str):
         if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):

@@ -144,9 +144,17 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int) ->
         Route("/accounts/signup/", ("POST",), api=False, form=True,
               body={"email": "probe@example.com", "password1": "a-long-pass", "password2": "a-long-pass"}),
         Route("/admin/", api=False, auth="session"),
+        # Ids past a 64-bit column in the path.
+        Route(f"/settings/credits/receipts/{HUGE_ID}", api=False, auth="session"),
+        Route(f"/settings/credits/purchases/{HUGE_ID}/status", auth="session"),
+        Route(f"/staff/ledger/{HUGE_ID}", api=False, auth="session"),
+        Route(f"/admin/accounts/account/{HUGE_ID}/change/", api=False, auth="session"),
+        Route(f"{api}/keys/{HUGE_ID}", ("GET", "PATCH"), auth="management", body={"name": "x"}),
+        Route(f"{api}/byok/{HUGE_ID}", auth="management"),
     ]
 
 
+HUGE_ID = "9" * 20
 WEBHOOKS = ("/billing/webhooks/stripe", "/billing/webhooks/crypto")
 
 

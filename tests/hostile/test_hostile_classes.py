@@ -303,3 +303,13 @@ def test_a_request_no_provider_can_express_is_a_400_not_a_503(gateway):
                      messages=[{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}])
     message = envelope(chat(gateway, bundle, body), 400)
     assert "file_data" in message
+
+
+@pytest.mark.parametrize("field,value", [("n", 0), ("n", -1), ("n", 10**6), ("max_tokens", 2**70), ("seed", 2**70),
+                                         ("top_k", 2**64)])
+def test_integers_out_of_any_sane_range_are_a_400_at_the_door(field, value):
+    from openrouter_site.errors import BadRequest
+    from routing.request_parsing import parse_body, parse_chat
+
+    with pytest.raises(BadRequest, match=field):
+        parse_chat(parse_body(json.dumps({field: value, "messages": [{"role": "user", "content": "hi"}]}).encode()), "m")
