@@ -123,4 +123,6 @@ def test_operation_conforms_to_the_spec(gateway, schema, method, path, auth):
             check(case, use_real_ids)
 
         run()
+    statuses = sorted(set(ran.get("statuses", [])))
+    print(f"SCHEMATHESIS {method} {path}: {ran['examples']} requests, statuses {statuses}")
     assert ran["examples"] >= 1
