@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from activity.selectors import KeyUsage, free_requests_today, key_usage_by_key
 from billing.money import MoneyError, usd_input_to_nanos
 from openrouter_site.errors import BadRequest, NotFound
+from openrouter_site.inputs import query_int
 
 from . import selectors, services
 from .auth import api_key_from_request, management_key_from_request
@@ -102,12 +103,7 @@ def _object(data) -> dict:
 
 
 def _int_param(request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise BadRequest(f"'{name}' must be a non-negative integer")
-    return int(raw)
+    return query_int(request.query_params, name, default=default, message=f"'{name}' must be a non-negative integer")
 
 
 def _key_fields(data: dict, *, allow_expiry: bool = True) -> dict:
@@ -126,7 +122,7 @@ def _key_fields(data: dict, *, allow_expiry: bool = True) -> dict:
                 raise BadRequest(f"'limit' must be at most {MAX_LIMIT_USD} USD")
             fields["limit"] = limit
     if "limit_reset" in data:
-        if data["limit_reset"] not in LIMIT_RESETS:
+        if not (data["limit_reset"] is None or isinstance(data["limit_reset"], str)) or data["limit_reset"] not in LIMIT_RESETS:
             raise BadRequest("'limit_reset' must be daily, weekly, monthly or null")
         fields["limit_reset"] = data["limit_reset"]
     if "include_byok_in_limit" in data:

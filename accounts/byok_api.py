@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from openrouter_site.errors import BadRequest, NotFound
+from openrouter_site.inputs import MAX_QUERY_INT, query_int
 
 from . import selectors, services
 from .auth import management_key_from_request
@@ -94,13 +95,11 @@ def _object(data) -> dict:
 
 
 def _int_param(request, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
-        bound = f" and at most {maximum}" if maximum is not None else ""
-        raise BadRequest(f"'{name}' must be an integer of at least {minimum}{bound}")
-    return int(raw)
+    bound = f" and at most {maximum}" if maximum is not None else ""
+    return query_int(
+        request.query_params, name, default=default, minimum=minimum, maximum=maximum or MAX_QUERY_INT,
+        message=f"'{name}' must be an integer of at least {minimum}{bound}",
+    )
 
 
 def _provider(value):

@@ -28,6 +28,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.urls import reverse
 
+from openrouter_site.errors import ApiError
+from openrouter_site.inputs import int_text, json_loads
+
 from .errors import PaymentUnavailable, WebhookSignatureInvalid
 
 logger = logging.getLogger("openrouter.billing")
@@ -70,10 +73,9 @@ def signature_verify(payload: bytes, header: str | None, secret: str) -> None:
     if not header:
         raise WebhookSignatureInvalid(f"Missing {SIGNATURE_HEADER} header")
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
-        raise WebhookSignatureInvalid() from None
+    timestamp = int_text(parts.get("t", ""))
+    if timestamp is None:
+        raise WebhookSignatureInvalid()
     expected = signature_header(payload, secret, timestamp).split("v1=", 1)[1]
     if not hmac.compare_digest(expected, parts.get("v1", "")):
         raise WebhookSignatureInvalid()
@@ -110,8 +112,8 @@ class SimulatedCryptoProcessor:
     def webhook_event(self, *, payload: bytes, signature: str | None) -> dict[str, Any]:
         signature_verify(payload, signature, settings.CRYPTO_WEBHOOK_SECRET)
         try:
-            event = json.loads(payload)
-        except ValueError:
+            event = json_loads(payload, what="webhook body")
+        except ApiError:
             raise WebhookSignatureInvalid("Webhook body is not JSON") from None
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("data"), dict):
             raise WebhookSignatureInvalid("Webhook body is not a charge event")

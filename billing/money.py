@@ -10,7 +10,7 @@ amount is rendered as a JSON number for the API.
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 NANOS_PER_USD = 10**9
 TOKENS_PER_MILLION = 10**6
@@ -24,28 +24,48 @@ def usd_to_nanos(value: str | int | Decimal) -> int:
     """'12.5' -> 12_500_000_000. Refuses floats and anything finer than a nano-dollar."""
     if isinstance(value, float):
         raise MoneyError("money must not be a float")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise MoneyError(f"not an amount: {value!r}") from exc
-    if not amount.is_finite():
-        raise MoneyError(f"not an amount: {value!r}")
+    amount = _bounded_decimal(value if isinstance(value, Decimal) else str(value))
     nanos = amount * NANOS_PER_USD
     if nanos != nanos.to_integral_value():
         raise MoneyError(f"{value!r} is finer than a nano-dollar")
     return int(nanos)
 
 
-def _input_decimal(value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+# No amount anyone types or sends is near this; anything beyond it ("1e999999") is refused before
+# any arithmetic, so no input can overflow a Decimal context or a 64-bit column.
+MAX_INPUT_USD = Decimal(10**12)
+MAX_INPUT_CHARS = 64
+
+
+def _bounded_decimal(value: object) -> Decimal:
+    """The one parser of untrusted amounts: a finite Decimal within +-MAX_INPUT_USD, else MoneyError.
+
+    Refuses ``NaN``, ``sNaN``, ``Infinity``, ``1e999999`` (and its negative), text longer than
+    ``MAX_INPUT_CHARS``, and anything ``Decimal`` cannot read; never raises anything else.
+    """
+    if isinstance(value, str) and len(value) > MAX_INPUT_CHARS:
         raise MoneyError("amount must be a number")
     try:
-        amount = Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation as exc:
+        amount = value if isinstance(value, Decimal) else Decimal(value)
+    except (ArithmeticError, ValueError, TypeError) as exc:
         raise MoneyError("amount must be a number") from exc
     if not amount.is_finite():
         raise MoneyError("amount must be a finite number")
+    if amount.copy_abs() > MAX_INPUT_USD:
+        raise MoneyError("amount is out of range")
+    if amount.is_zero():
+        return Decimal(0)
+    if amount.adjusted() < -30:  # "1e-999999": finer than anything we keep; 0 after rounding anyway
+        raise MoneyError("amount is finer than anything we keep")
     return amount
+
+
+def _input_decimal(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise MoneyError("amount must be a number")
+    if isinstance(value, int) and abs(value) > MAX_INPUT_USD:
+        raise MoneyError("amount is out of range")
+    return _bounded_decimal(repr(value) if isinstance(value, float) else str(value))
 
 
 def usd_input_to_nanos(value: object) -> int:
@@ -65,7 +85,7 @@ def price_per_token_to_per_million_nanos(value: str | int | Decimal) -> int:
     """A per-token USD price string ('0.0000025') -> nano-dollars per million tokens (2_500_000)."""
     if isinstance(value, float):
         raise MoneyError("price must not be a float")
-    amount = Decimal(str(value)) * NANOS_PER_USD * TOKENS_PER_MILLION
+    amount = _bounded_decimal(value if isinstance(value, Decimal) else str(value)) * NANOS_PER_USD * TOKENS_PER_MILLION
     if amount != amount.to_integral_value():
         raise MoneyError(f"price {value!r} is finer than 1e-15 USD per token")
     return int(amount)

@@ -10,6 +10,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.models import Account
+from openrouter_site.inputs import int_text
 
 from . import money
 from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund, SettlementDeadLetter
@@ -166,8 +167,9 @@ def account_find(*, query: str) -> Account | None:
     query = query.strip()
     if not query:
         return None
-    if query.isdigit():
-        return Account.objects.select_related("owner").filter(id=int(query)).first()
+    account_id = int_text(query)
+    if account_id is not None:
+        return Account.objects.select_related("owner").filter(id=account_id).first()
     return (
         Account.objects.select_related("owner")
         .filter(Q(public_id=query) | Q(owner__email__iexact=query))

@@ -15,15 +15,18 @@ and ``PaymentRejected`` (the request itself). Plain dataclasses come back, never
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import stripe
 from django.conf import settings
+
+from openrouter_site.errors import ApiError
+from openrouter_site.inputs import int_text, json_loads
 
 from .errors import PaymentDeclined, PaymentRejected, PaymentUnavailable, WebhookSignatureInvalid
 
@@ -275,17 +278,30 @@ def refunds_list(payment_intent_id: str) -> list[RefundInfo]:
 # --- Webhooks --------------------------------------------------------------------------------------
 
 
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
 def webhook_event(*, payload: bytes, signature: str | None) -> dict[str, Any]:
     """Verify a webhook's signature (and its age) and return the event as plain data."""
     if not signature:
         raise WebhookSignatureInvalid("Missing Stripe-Signature header")
     try:
-        stripe.WebhookSignature.verify_header(payload, signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=300)
-    except stripe.SignatureVerificationError:
+        payload.decode("utf-8")  # Stripe's verifier decodes it, and would raise on anything else
+    except UnicodeDecodeError:
+        raise WebhookSignatureInvalid("Webhook body is not UTF-8") from None
+    timestamps = [int_text(item[2:]) for item in signature.split(",") if item.startswith("t=")]
+    if not timestamps or timestamps[0] is None or abs(time.time() - timestamps[0]) > WEBHOOK_TOLERANCE_SECONDS:
+        # Stripe's own check lets any future timestamp through; a signed event is only good near its time.
+        raise WebhookSignatureInvalid("Webhook timestamp outside the tolerance")
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload, signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
+    except (stripe.SignatureVerificationError, ValueError, TypeError, OverflowError):
         raise WebhookSignatureInvalid() from None
     try:
-        data = json.loads(payload)
-    except ValueError:
+        data = json_loads(payload, what="webhook body")
+    except ApiError:
         raise WebhookSignatureInvalid("Webhook body is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
         raise WebhookSignatureInvalid("Webhook body is not a Stripe event")

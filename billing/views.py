@@ -24,6 +24,7 @@ from accounts.models import Account
 from accounts.selectors import account_for_user
 from accounts.services import account_get_or_create_personal, account_settings_update
 from openrouter_site.errors import ApiError, NotFound, error_response
+from openrouter_site.inputs import int_text
 
 from . import fees, money, selectors, services, stripe_client
 from .crypto import SimulatedCryptoProcessor, crypto_processor
@@ -249,7 +250,7 @@ def support_ledger(request: HttpRequest, account_id: int | None = None) -> HttpR
         if account is None:
             raise Http404("No such account")
         before = request.GET.get("before")
-        entries = selectors.ledger_entries(account_id=account.id, before_id=int(before) if (before or "").isdigit() else None)
+        entries = selectors.ledger_entries(account_id=account.id, before_id=int_text(before or ""))
         context |= {
             "account": account,
             "totals": selectors.account_totals(account_id=account.id),

@@ -18,9 +18,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from chatroom.routing import websocket_urlpatterns  # noqa: E402
+from openrouter_site.inputs import BodyLimit  # noqa: E402
 from routing.gateway import GatewayApp  # noqa: E402
 
-django_app = get_asgi_application()
+django_app = BodyLimit(get_asgi_application())
 gateway_app = GatewayApp()
 
 GATEWAY_PATHS = {

@@ -123,11 +123,14 @@ def error_response(exc: ApiError) -> HttpResponse:
 
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     """DRF's exception handler: every failure leaves in the OpenRouter envelope."""
+    from django.core.exceptions import SuspiciousOperation
     from django.http import Http404
     from rest_framework import exceptions as drf
 
     if isinstance(exc, ApiError):
         return error_response(exc)
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(_suspicious(exc))
     if isinstance(exc, Http404):
         return error_response(NotFound())
     if isinstance(exc, drf.ParseError):
@@ -155,6 +158,20 @@ def _validation_message(detail: Any) -> str:
     if isinstance(detail, list):
         return "; ".join(_validation_message(item) for item in detail)
     return str(detail)
+
+
+def _suspicious(exc: Exception) -> ApiError:
+    """Django's refusals of a request it could not read safely: too large a body, too many fields."""
+    from django.core.exceptions import RequestDataTooBig
+
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("Request body is too large")
+    return BadRequest("Bad request")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400s (a body over the limit, too many fields, a bad host) in the envelope; 413 for size."""
+    return error_response(_suspicious(exception) if exception is not None else BadRequest())
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

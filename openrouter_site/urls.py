@@ -20,5 +20,6 @@ if settings.SERVE_STATIC:
     # The pages' CSS and scripts (and the admin's) from the app's own process, DEBUG or not.
     urlpatterns.append(re_path(r"^static/(?P<path>.*)$", static_serve, {"insecure": True}))
 
+handler400 = "openrouter_site.errors.handler400"
 handler404 = "openrouter_site.errors.handler404"
 handler500 = "openrouter_site.errors.handler500"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 
 import orjson
 from django.core.cache import cache
@@ -19,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing.money import MoneyError, usd_input_to_nanos
 from openrouter_site.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, error_response
+from openrouter_site.inputs import MAX_QUERY_INT, query_int
 from routing import presenters, selectors
 from routing.services import CATALOG_VERSION_CACHE_KEY, INPUT_MODALITIES, OUTPUT_MODALITIES
 
@@ -51,17 +51,7 @@ def public_get(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
 
 
 def _int_param(query: QueryDict, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Invalid query parameter {name}: expected an integer, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise BadRequest(f"Invalid query parameter {name}: must be {bound}, got {value}")
-    return value
+    return query_int(query, name, minimum=minimum, maximum=maximum if maximum is not None else MAX_QUERY_INT)
 
 
 def _price_param(query: QueryDict, name: str) -> int | None:
@@ -70,11 +60,12 @@ def _price_param(query: QueryDict, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        if Decimal(raw) < 0:
-            raise BadRequest(f"Invalid query parameter {name}: must not be negative")
-        return usd_input_to_nanos(raw)
-    except (InvalidOperation, MoneyError):
-        raise BadRequest(f"Invalid query parameter {name}: expected a number, got {raw!r}") from None
+        nanos = usd_input_to_nanos(raw)
+    except MoneyError:
+        raise BadRequest(f"Invalid query parameter {name}: expected a number, got {raw[:40]!r}") from None
+    if nanos < 0:
+        raise BadRequest(f"Invalid query parameter {name}: must not be negative")
+    return nanos
 
 
 def _list_param(query: QueryDict, name: str) -> tuple[str, ...]:

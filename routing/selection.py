@@ -263,7 +263,7 @@ def preferences_parse(provider: object, *, route: object = None) -> ProviderPref
         raise BadRequest("'provider.data_collection' must be \"allow\" or \"deny\"")
     quantizations = provider.get("quantizations")
     if quantizations is not None:
-        if not isinstance(quantizations, list) or not all(q in QUANTIZATIONS for q in quantizations):
+        if not isinstance(quantizations, list) or not all(isinstance(q, str) and q in QUANTIZATIONS for q in quantizations):
             raise BadRequest(f"'provider.quantizations' must be an array of: {', '.join(sorted(QUANTIZATIONS))}")
         quantizations = frozenset(quantizations) or None
     sort = provider.get("sort")

@@ -223,6 +223,8 @@ def all_failed(call: CallState, failures: list[AttemptFailed]) -> ApiError:
             headers=headers,
         )
     last = failures[-1] if failures else None
+    if failures and all(f.status == 400 for f in failures):  # no dialect could express it: the client's request
+        return ApiError(last.message, status=400, metadata={**metadata, "error_type": "invalid_request"})
     if last is not None and not last.retryable and 400 <= last.status < 500 and last.status != 402:
         metadata["error_type"] = "invalid_request"
         return ApiError(last.message, status=last.status, metadata=metadata)

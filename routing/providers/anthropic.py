@@ -25,6 +25,7 @@ from .base import (
     chat_completion,
     count,
     data_url,
+    guarded,
     json_object,
     openai_usage,
     part_url,
@@ -194,6 +195,8 @@ def _tool_choice(choice: Any, parallel: Any) -> dict | None:
         return {"type": "none"}
     elif isinstance(choice, dict) and choice.get("type") == "function":
         result = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    elif isinstance(choice, dict) and str(choice.get("type", "")).startswith("openrouter:"):
+        return None  # a server tool: run by OpenRouter, not the provider's business
     else:
         raise TranslationError("tool_choice must be 'auto', 'required', 'none' or a function")
     if parallel is False:
@@ -402,6 +405,7 @@ class AnthropicAdapter(ProviderAdapter):
         "refusal": "content_filter",
     }
 
+    @guarded
     def request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str, stream: bool) -> UpstreamRequest:
         headers = {
             "x-api-key": api_key,

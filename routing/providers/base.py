@@ -10,13 +10,19 @@ the provider's own word (``end_turn``, ``MAX_TOKENS``...) so the gateway can rep
 from __future__ import annotations
 
 import base64
+import functools
+import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from openrouter_site.errors import BadRequest
+
+logger = logging.getLogger("openrouter.providers")
 
 DEFAULT_MAX_TOKENS = 4096  # when a dialect needs a limit and the request has none
 EFFORT_RATIOS = {"max": 0.95, "xhigh": 0.95, "high": 0.8, "medium": 0.5, "low": 0.2, "minimal": 0.1}
@@ -32,6 +38,32 @@ FINISH_REASONS = {
 
 class TranslationError(ValueError):
     """The request holds something the provider's dialect cannot express (a 400 for the client)."""
+
+
+class InvalidRequest(BadRequest):
+    """A request body no dialect can express (a 400 to the client, never a provider failure).
+
+    The gateway validates every body at the door (``routing.request_parsing``), so this is only
+    the adapters' own guard against anything that slips through: it leaves as a 400 in the
+    envelope instead of a 500, or a 503 after every provider was tried.
+    """
+
+
+def guarded(request: Callable[..., UpstreamRequest]) -> Callable[..., UpstreamRequest]:
+    """Wrap an adapter's ``request``: a malformed body is an ``InvalidRequest`` (400); a
+    ``TranslationError`` (this dialect cannot say it; another may) passes through unchanged."""
+
+    @functools.wraps(request)
+    def wrapper(self, **kwargs) -> UpstreamRequest:
+        try:
+            return request(self, **kwargs)
+        except TranslationError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+            logger.warning("%s adapter refused a request the door let through: %r", self.dialect, exc)
+            raise InvalidRequest(f"Invalid request: {str(exc)[:200] or type(exc).__name__}") from None
+
+    return wrapper
 
 
 class InvalidResponse(ValueError):

@@ -30,6 +30,7 @@ from .base import (
     chat_completion,
     count,
     data_url,
+    guarded,
     json_object,
     openai_usage,
     part_url,
@@ -79,7 +80,7 @@ def _user_parts(content: Any) -> list[dict]:
                 parts.append({"text": part["text"]})
         elif kind == "image_url":
             parts.append(_media_part(part_url(part, "image_url"), "image/jpeg"))
-        elif kind == "video_url":
+        elif kind in ("video_url", "input_video"):  # input_video: the legacy name, with the same video_url
             parts.append(_media_part(part_url(part, "video_url"), "video/mp4"))
         elif kind == "file":
             file = part.get("file") or {}
@@ -179,6 +180,8 @@ def _tool_config(choice: Any) -> dict | None:
     if isinstance(choice, dict) and choice.get("type") == "function":
         name = (choice.get("function") or {}).get("name")
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+    if isinstance(choice, dict) and str(choice.get("type", "")).startswith("openrouter:"):
+        return None  # a server tool: run by OpenRouter, not the provider's business
     raise TranslationError("tool_choice must be 'auto', 'required', 'none' or a function")
 
 
@@ -366,6 +369,7 @@ class GeminiAdapter(ProviderAdapter):
         "FINISH_REASON_UNSPECIFIED": "stop",
     }
 
+    @guarded
     def request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str, stream: bool) -> UpstreamRequest:
         model = upstream_model.removeprefix("models/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"

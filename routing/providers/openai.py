@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from .base import InvalidResponse, ProviderAdapter, StreamTranslator, UpstreamRequest, json_object
+from .base import InvalidResponse, ProviderAdapter, StreamTranslator, UpstreamRequest, guarded, json_object
 
 
 class OpenAIStream(StreamTranslator):
@@ -39,6 +39,7 @@ class OpenAIStream(StreamTranslator):
 class OpenAIAdapter(ProviderAdapter):
     dialect = "openai"
 
+    @guarded
     def request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str, stream: bool) -> UpstreamRequest:
         out = dict(body)
         out["model"] = upstream_model
