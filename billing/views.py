@@ -26,7 +26,7 @@ from accounts.services import account_get_or_create_personal, account_settings_u
 from openrouter_site.errors import ApiError, NotFound, error_response
 
 from . import fees, money, selectors, services, stripe_client
-from .crypto import SimulatedCryptoProcessor, crypto_processor
+from .crypto import SimulatedCryptoProcessor, crypto_enabled, crypto_processor
 from .models import Purchase
 
 logger = logging.getLogger("openrouter.billing")
@@ -86,6 +86,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
         "min_purchase": money.cents_to_display(low),
         "max_purchase": money.cents_to_display(high),
         "stripe_js_url": stripe_client.js_url(),
+        "crypto_enabled": crypto_enabled(),
         "stripe_publishable_key": stripe_client.publishable_key(),
         "expiry_notice_days": settings.BILLING_EXPIRY_NOTICE_DAYS,
         "max_failures": settings.BILLING_AUTO_TOPUP_MAX_FAILURES,
@@ -213,7 +214,7 @@ def _purchase_json(purchase: Purchase) -> dict:
 
 @require_http_methods(["GET", "POST"])
 def crypto_simulated_page(request: HttpRequest, charge_id: str) -> HttpResponse:
-    processor = crypto_processor()
+    processor = crypto_processor() if crypto_enabled() else None
     if not isinstance(processor, SimulatedCryptoProcessor):
         raise Http404("No simulated crypto processor here")
     charge = processor.charge(charge_id)
