@@ -72,9 +72,10 @@ def processes_of_run(run_id: str) -> list[int]:
 
 
 class Platform:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, stripe_port: int | None = None) -> None:
         self.run_id = uuid.uuid4().hex
         self.port, self.sim_port, self.stripe_port = free_ports(3)
+        self.stripe_port = stripe_port or self.stripe_port
         self.log_path = tmp_path / "run_platform.log"
         env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         env.update(
@@ -159,3 +160,19 @@ def test_a_second_sigint_during_the_shutdown_does_not_interrupt_it(platform):
     platform.signal_group(signal.SIGINT)
     assert_everything_stops(platform, signalled_at)
     assert "ignored 1 more stop signal" in platform.log()
+
+
+def test_a_port_in_use_stops_it_before_anything_starts(tmp_path):
+    """A second `make run` whose localstripe port is taken (e.g. by the first run's) must not register its
+    webhook there: it refuses at once, naming the port, and starts nothing."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        run = Platform(tmp_path, stripe_port=squatter.getsockname()[1])
+        try:
+            assert run.process.wait(timeout=60) == 1
+        finally:
+            run.kill_leftovers()
+    log = run.log()
+    assert f"port {run.stripe_port} (STRIPE_PORT) on 127.0.0.1 is in use" in log and "Traceback" not in log
+    assert "migrating" not in log and not (tmp_path / "var" / "db.sqlite3").exists()
