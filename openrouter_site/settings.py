@@ -203,7 +203,7 @@ CONTENT_SECURITY_POLICY = {
     "frame-src": ["'self'"],
     "object-src": ["'none'"],
     "base-uri": ["'self'"],
-    "form-action": ["'self'"],
+    "form-action": ["'self'"],  # browsers apply it to a form's redirects too: add a real crypto processor's pay page
     "frame-ancestors": ["'none'"],
 }
 for _directive in os.environ.get("CONTENT_SECURITY_POLICY_EXTRA", "").split(";"):
