@@ -9,14 +9,17 @@ started carries a marker in its environment) and every port must be free again.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -72,7 +75,7 @@ def processes_of_run(run_id: str) -> list[int]:
 
 
 class Platform:
-    def __init__(self, tmp_path: Path, *, stripe_port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, *, stripe_port: int | None = None, **extra_env: str) -> None:
         self.run_id = uuid.uuid4().hex
         self.port, self.sim_port, self.stripe_port = free_ports(3)
         self.stripe_port = stripe_port or self.stripe_port
@@ -85,7 +88,9 @@ class Platform:
             STRIPE_PORT=str(self.stripe_port),
             PYTHONUNBUFFERED="1",
             **{MARKER: self.run_id},
+            **extra_env,
         )
+        self.db_path = tmp_path / "var" / "db.sqlite3"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "scripts/run_platform.py"], cwd=ROOT, env=env, start_new_session=True,
@@ -145,11 +150,31 @@ def assert_everything_stops(platform: Platform, signalled_at: float) -> None:
 
 
 
-def test_sigterm_to_the_group_stops_every_process_and_frees_every_port(platform):
-    platform.wait_until_serving()
-    signalled_at = time.monotonic()
-    platform.signal_group(signal.SIGTERM)
-    assert_everything_stops(platform, signalled_at)
+def test_sigterm_to_the_group_stops_every_process_and_frees_every_port(tmp_path):
+    # The settlement writer would wait a minute: only the web server's flush at shutdown writes the generation.
+    platform = Platform(tmp_path, SETTLEMENT_FLUSH_SECONDS="60")
+    try:
+        platform.wait_until_serving()
+        key = next(line.split()[-1] for line in platform.log().splitlines() if line.strip().startswith("API key:"))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{platform.port}/api/v1/chat/completions",
+            data=json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            generation_id = json.load(response)["id"]
+        assert generations_with(platform.db_path, generation_id) == 0  # still queued in the web server
+        signalled_at = time.monotonic()
+        platform.signal_group(signal.SIGTERM)
+        assert_everything_stops(platform, signalled_at)
+    finally:
+        platform.kill_leftovers()
+    assert generations_with(platform.db_path, generation_id) == 1
+
+
+def generations_with(db_path: Path, generation_id: str) -> int:
+    with closing(sqlite3.connect(db_path, timeout=20)) as db:
+        return db.execute("SELECT count(*) FROM activity_generation WHERE id = ?", (generation_id,)).fetchone()[0]
 
 
 def test_a_second_sigint_during_the_shutdown_does_not_interrupt_it(platform):
