@@ -325,6 +325,9 @@ def gateway_env(opts: argparse.Namespace, tmp: Path, upstream: str) -> dict[str,
             "DEBUG": "0",
         }
     )
+    # DEBUG off refuses the public development secrets: this run's own, random.
+    for name in ("SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CRYPTO_WEBHOOK_SECRET"):
+        env.setdefault(name, secrets.token_urlsafe(48))
     if opts.postgres:
         env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/openrouter_bench"
     if opts.redis:

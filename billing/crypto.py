@@ -5,7 +5,8 @@ sends USDC; when the payment confirms (or fails) it POSTs a signed webhook to
 ``/billing/webhooks/crypto``. Crypto purchases pay a 5% fee and are never refundable.
 
 ``SimulatedCryptoProcessor`` (``CRYPTO_PROCESSOR=simulated``, the default) is that flow
-without a blockchain, for development and tests: its hosted page
+without a blockchain, for development and tests, and only there: it works only with DEBUG on
+or ``CRYPTO_SIMULATED_ENABLED`` (its page lets anyone "pay"). Its hosted page
 (``/billing/crypto/simulated/<charge id>``) has "pay" and "fail" buttons, and paying sends
 the same HMAC-signed webhook a real processor would, over HTTP, after the page answers.
 A real processor is another class with the same four methods.
@@ -163,8 +164,15 @@ _PROCESSORS = {"simulated": SimulatedCryptoProcessor}
 _instance: CryptoProcessor | None = None
 
 
+def crypto_enabled() -> bool:
+    """Whether crypto payments are offered: a real processor, or the simulated one where it is allowed."""
+    return settings.CRYPTO_PROCESSOR != "simulated" or settings.CRYPTO_SIMULATED_ENABLED
+
+
 def crypto_processor() -> CryptoProcessor:
     global _instance
+    if not crypto_enabled():
+        raise PaymentUnavailable("Crypto payments are not available on this site.")
     if _instance is None or _instance.name != settings.CRYPTO_PROCESSOR:
         try:
             _instance = _PROCESSORS[settings.CRYPTO_PROCESSOR]()

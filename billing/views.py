@@ -27,7 +27,7 @@ from openrouter_site.errors import ApiError, NotFound, error_response
 from openrouter_site.inputs import int_text
 
 from . import fees, money, selectors, services, stripe_client
-from .crypto import SimulatedCryptoProcessor, crypto_processor
+from .crypto import SimulatedCryptoProcessor, crypto_enabled, crypto_processor
 from .models import Purchase
 
 logger = logging.getLogger("openrouter.billing")
@@ -87,6 +87,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
         "min_purchase": money.cents_to_display(low),
         "max_purchase": money.cents_to_display(high),
         "stripe_js_url": stripe_client.js_url(),
+        "crypto_enabled": crypto_enabled(),
         "stripe_publishable_key": stripe_client.publishable_key(),
         "expiry_notice_days": settings.BILLING_EXPIRY_NOTICE_DAYS,
         "max_failures": settings.BILLING_AUTO_TOPUP_MAX_FAILURES,
@@ -214,7 +215,7 @@ def _purchase_json(purchase: Purchase) -> dict:
 
 @require_http_methods(["GET", "POST"])
 def crypto_simulated_page(request: HttpRequest, charge_id: str) -> HttpResponse:
-    processor = crypto_processor()
+    processor = crypto_processor() if crypto_enabled() else None
     if not isinstance(processor, SimulatedCryptoProcessor):
         raise Http404("No simulated crypto processor here")
     charge = processor.charge(charge_id)

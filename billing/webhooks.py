@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -138,6 +138,8 @@ def crypto_event_handle(event: dict) -> str:
 @csrf_exempt
 @require_POST
 def crypto_webhook(request: HttpRequest) -> HttpResponse:
+    if not crypto.crypto_enabled():
+        raise Http404("No crypto processor here")
     processor = crypto.crypto_processor()
     return _receive(
         request,

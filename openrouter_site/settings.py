@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
+from openrouter_site.install_secrets import secret_setting, secrets_refuse_public
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -27,7 +29,10 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-insecure-secret-key-change-me-in-production")
+# SECRET_KEY, STRIPE_WEBHOOK_SECRET and CRYPTO_WEBHOOK_SECRET: the environment's, else the per-install
+# ones `make run` generates in var/dev-secrets.json, else public development values, refused with DEBUG
+# off (openrouter_site/install_secrets.py; the check runs below, once all three are read).
+SECRET_KEY = secret_setting("SECRET_KEY", VAR_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "*").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -50,10 +55,13 @@ INSTALLED_APPS = [
     "routing",
     "activity",
     "chatroom",
+    "openrouter_site",  # project-wide system checks (openrouter_site/checks.py)
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "openrouter_site.security.content_security_policy_middleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -143,7 +151,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = "none"
+# Sign-up sends a verification link (console backend in development); the promotional signup credits
+# are granted when the address is verified (accounts/adapters.py). "optional": the account is usable
+# at once; "mandatory": no sign-in until verified.
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "optional")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/settings/credits"
 ACCOUNT_SIGNUP_REDIRECT_URL = "/settings/credits"
@@ -173,6 +184,44 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 # Django serves /static/ itself (make run has no other web server); turn off behind a CDN or proxy.
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# --- Security headers and HTTPS ----------------------------------------------------------
+# Pages may not be framed (the credits page has money buttons): X-Frame-Options and frame-ancestors.
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy of every Django response (openrouter_site/security.py): scripts only from
+# files of this site (no inline <script>, no on*= attributes, no eval) plus Stripe.js's origin, which the
+# middleware adds to script-src, connect-src and frame-src (localstripe's in development). Pages that need
+# another origin add it here, or operators through CONTENT_SECURITY_POLICY_EXTRA, e.g.
+# "img-src https://cdn.example.com; connect-src wss://chat.example.com".
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],  # Chart.js and htmx set inline styles
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "frame-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],  # browsers apply it to a form's redirects too: add a real crypto processor's pay page
+    "frame-ancestors": ["'none'"],
+}
+for _directive in os.environ.get("CONTENT_SECURITY_POLICY_EXTRA", "").split(";"):
+    _name, *_sources = _directive.split() or [""]
+    if _sources:
+        CONTENT_SECURITY_POLICY.setdefault(_name, []).extend(_sources)
+# HTTPS=1 when the site is served over HTTPS (directly or behind a proxy): secure cookies, redirect
+# http to https, and HSTS for a year (each overridable).
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000" if HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+# Behind a TLS-terminating proxy: the header it sets, e.g. SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto
+# (trusted as "https" means the request came over HTTPS; only set it when the proxy always sets it).
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + os.environ["SECURE_PROXY_SSL_HEADER"].upper().replace("-", "_"), "https")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -232,13 +281,20 @@ BILLING_AUTO_TOPUP_RETRY_SECONDS = int(os.environ.get("BILLING_AUTO_TOPUP_RETRY_
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "" if STRIPE_SECRET_KEY else "pk_test_localstripe")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "" if STRIPE_SECRET_KEY else "http://127.0.0.1:8420").rstrip("/")
-STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_dev_localstripe")
+STRIPE_WEBHOOK_SECRET = secret_setting("STRIPE_WEBHOOK_SECRET", VAR_DIR)
 # Stripe.js: the real one with real keys, localstripe's stand-in otherwise (derived from STRIPE_API_BASE).
 STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "")
 
 # Crypto (USDC) payments: "simulated" is the built-in processor for development and tests.
 CRYPTO_PROCESSOR = os.environ.get("CRYPTO_PROCESSOR", "simulated")
-CRYPTO_WEBHOOK_SECRET = os.environ.get("CRYPTO_WEBHOOK_SECRET", "crypto_dev_webhook_secret")
+CRYPTO_WEBHOOK_SECRET = secret_setting("CRYPTO_WEBHOOK_SECRET", VAR_DIR)
+# The simulated processor's pay page is unauthenticated (anyone with a charge id can "pay"): it only
+# works with DEBUG on or when switched on explicitly (`make run` does, with localstripe).
+CRYPTO_SIMULATED_ENABLED = env_bool("CRYPTO_SIMULATED_ENABLED", DEBUG)
+secrets_refuse_public(
+    debug=DEBUG,
+    values={"SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET, "CRYPTO_WEBHOOK_SECRET": CRYPTO_WEBHOOK_SECRET},
+)
 
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
 # The model used when a request names none.

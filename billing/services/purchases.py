@@ -109,9 +109,10 @@ def _purchase_charge(*, purchase: Purchase, profile: BillingProfile, off_session
 def crypto_purchase_start(*, account: Account, amount: object) -> Purchase:
     """Open a USDC charge with the crypto processor; the payer completes it on its hosted page."""
     quote = fees.purchase_quote(method=Purchase.Method.CRYPTO, amount=amount)
+    processor = crypto_processor()  # before anything is saved: raises when crypto payments are off
     purchase = _purchase_create(account=account, quote=quote)
     try:
-        charge = crypto_processor().charge_create(purchase_id=purchase.id, amount_cents=quote.total_cents)
+        charge = processor.charge_create(purchase_id=purchase.id, amount_cents=quote.total_cents)
     except PaymentUnavailable as exc:
         purchase_fail(purchase_id=purchase.id, reason=exc.message)
         raise

@@ -3,10 +3,28 @@
 // Every amount shown comes from the server (billing/fees.py); nothing is computed here.
 (function () {
   "use strict";
-  const cfg = window.BILLING;
+  const config = document.getElementById("billing-config").dataset;
+  const cfg = {
+    publishableKey: config.publishableKey,
+    setupUrl: config.setupUrl,
+    confirmUrl: config.confirmUrl,
+    purchaseUrl: config.purchaseUrl,
+    statusUrl: config.statusUrl,
+    hasCard: config.hasCard === "true",
+  };
   const $ = (id) => document.getElementById(id);
   const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
   const stripe = typeof Stripe === "function" ? Stripe(cfg.publishableKey) : null;
+
+  // --- forms that ask first (refunds) and checkboxes that save themselves (no inline handlers) --------
+  document.querySelectorAll("form[data-confirm]").forEach((f) =>
+    f.addEventListener("submit", (event) => {
+      if (!window.confirm(f.dataset.confirm)) event.preventDefault();
+    })
+  );
+  document.querySelectorAll("input[data-autosubmit]").forEach((input) =>
+    input.addEventListener("change", () => input.form.submit())
+  );
 
   async function post(url, data) {
     const response = await fetch(url, {

@@ -1,6 +1,6 @@
 """The credits pages in a real browser (Chromium driven by Playwright) against the live server and localstripe.
 
-A user signs up, sees the promotional allowance, buys credits by card through localstripe's Stripe.js
+A user signs up, verifies the email address (the link from the mail outbox), sees the promotional allowance, buys credits by card through localstripe's Stripe.js
 stand-in (its card element is plain text inputs), waits for the webhook, refunds, and mistypes amounts.
 
 Chromium is Debian's package (Playwright's own browser download is not used); without a ``chromium``
@@ -70,6 +70,8 @@ def page(browser, request, live_server_url, settings):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The Content-Security-Policy refuses inline scripts and handlers: a violation is logged on the console.
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     failed_before = request.session.testsfailed
     yield page
     if request.session.testsfailed > failed_before:
@@ -79,8 +81,9 @@ def page(browser, request, live_server_url, settings):
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
-def sign_up(page) -> Account:
-    """Through allauth's signup page, as a person would; it lands on the credits page."""
+def sign_up(page, *, verify: bool = True) -> Account:
+    """Through allauth's signup page, as a person would; it lands on the credits page. With ``verify`` the
+    user then follows the verification link from the email (which grants the promotional allowance)."""
     email = f"browser{next(_emails)}@example.com"
     page.goto("/accounts/signup/")
     page.fill("input[name=email]", email)
@@ -90,7 +93,24 @@ def sign_up(page) -> Account:
     page.wait_for_url(re.compile(r"/settings/credits$"))
     from django.contrib.auth import get_user_model
 
+    if verify:
+        verify_email(page, email)
     return account_for_user(user=get_user_model().objects.get(email=email))
+
+
+def verification_link(email: str) -> str:
+    """The link in the last verification mail sent to ``email`` (the tests' mail backend keeps an outbox)."""
+    from django.core import mail
+
+    sent = [m for m in mail.outbox if email in m.to]
+    assert sent, f"no verification mail to {email}"
+    return re.search(r"https?://\S+/accounts/confirm-email/\S+", sent[-1].body).group(0)
+
+
+def verify_email(page, email: str) -> None:
+    page.goto(verification_link(email))
+    page.locator("main form [type=submit]").click()
+    page.wait_for_url(re.compile(r"/settings/credits$"))
 
 
 def fill_card(page, number: str = CARD_OK) -> None:
@@ -129,10 +149,18 @@ def assert_ledger_ok() -> None:
     assert purchase_drift() == []
 
 
-def test_signup_lands_on_the_credits_page_with_the_promotional_allowance(page):
-    account = sign_up(page)
+def test_signup_lands_on_the_credits_page_and_verifying_the_email_grants_the_allowance_once(page):
+    account = sign_up(page, verify=False)
     expect(page.locator("h1")).to_have_text("Credits")
+    expect(page.locator("[data-testid=balance]")).to_have_text("$0.00")  # not before the address is verified
+    assert Account.objects.get(id=account.id).balance == 0
+    verify_email(page, account.owner.email)
     expect(page.locator("[data-testid=balance]")).to_have_text("$0.25")
+    page.goto(verification_link(account.owner.email))  # the link again: already verified, nothing more
+    page.goto("/settings/credits")
+    expect(page.locator("[data-testid=balance]")).to_have_text("$0.25")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "credits-after-verification.png"), full_page=True)
     expect(page.locator("#lots")).to_contain_text("Promotional")
     expect(page.locator("#history")).to_contain_text("No purchases yet.")
     assert Account.objects.get(id=account.id).balance == usd_to_nanos("0.25")

@@ -4,9 +4,11 @@ the 1% discount, and the support and admin views of the ledger."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
@@ -44,7 +46,7 @@ def test_pages_need_a_signed_in_user(transactional_db):
     assert client.post("/settings/credits/card/purchase", {"amount": "10"}).status_code == 302
 
 
-def test_signup_creates_the_account_with_its_promotional_allowance_once(transactional_db, settings):
+def test_signup_allowance_only_once_the_email_is_verified_and_only_once(transactional_db, settings, mailoutbox):
     settings.SIGNUP_FREE_CREDITS_USD = "0.25"
     client = Client()
     response = client.post(
@@ -53,12 +55,39 @@ def test_signup_creates_the_account_with_its_promotional_allowance_once(transact
     assert response.status_code == 302 and response["Location"] == "/settings/credits"
     user = get_user_model().objects.get(email="new@example.com")
     account = account_for_user(user=user)
+    # Signed up and signed in, but unverified: no promotional credits yet.
+    assert not CreditLot.objects.filter(account=account).exists()
+    assert Account.objects.get(id=account.id).balance == 0
+    assert "$0.00" in client.get("/settings/credits").content.decode()
+
+    [mail] = mailoutbox
+    link = re.search(r"https?://\S+(/accounts/confirm-email/\S+)", mail.body).group(1)
+    assert client.post(link).status_code == 302
     lot = CreditLot.objects.get(account=account)
     assert (lot.source, lot.amount, lot.refundable_until) == ("promotional", usd_to_nanos("0.25"), None)
+    # Verifying again, or a second address, grants nothing more.
+    client.post(link)
+    second = EmailAddress.objects.create(user=user, email="second@example.com", verified=False, primary=False)
+    second.send_confirmation(signup=False)
+    second_link = re.search(r"https?://\S+(/accounts/confirm-email/\S+)", mailoutbox[-1].body).group(1)
+    assert client.post(second_link).status_code == 302
+    assert EmailAddress.objects.get(email="second@example.com").verified
+    assert CreditLot.objects.filter(account=account).count() == 1
     assert services.signup_allowance_grant(account=account).idempotency_key == f"signup:{account.id}"
     assert Account.objects.get(id=account.id).balance == usd_to_nanos("0.25")
     page = client.get("/settings/credits")
     assert page.status_code == 200 and "$0.25" in page.content.decode()
+    assert_ledger_ok()
+
+
+def test_an_unverified_account_never_gets_the_allowance_from_signup_alone(transactional_db, settings, mailoutbox):
+    settings.SIGNUP_FREE_CREDITS_USD = "0.25"
+    for n in range(3):
+        email = f"farm{n}@example.com"
+        Client().post("/accounts/signup/", {"email": email, "password1": "a-long-passphrase", "password2": "a-long-passphrase"})
+    assert get_user_model().objects.filter(email__startswith="farm").count() == 3
+    assert len(mailoutbox) == 3
+    assert not LedgerEntry.objects.filter(idempotency_key__startswith="signup:").exists()
     assert_ledger_ok()
 
 
