@@ -42,6 +42,12 @@ def wait_for(url: str, timeout: float = 20.0) -> bool:
     return False
 
 
+def daphne_endpoint(host: str, port: str, backlog: int) -> str:
+    """Daphne's listening socket with an explicit backlog (its ``-b/-p`` default is Twisted's 50)."""
+    interface = host.strip("[]").replace(":", "\\:")
+    return f"tcp:port={int(port)}:interface={interface}:backlog={backlog}"
+
+
 def main() -> int:
     # Ctrl-C (and SIGTERM) stop everything, even when started where SIGINT is ignored.
     signal.signal(signal.SIGINT, _stop)
@@ -50,6 +56,9 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     sim_port = os.environ.get("SIMULATOR_PORT", "8090")
     stripe_port = os.environ.get("STRIPE_PORT", "8420")
+    # Pending connections the kernel queues before the server accepts them; a burst of more
+    # than that waits on SYN retries (1 s, 3 s). The kernel caps it at net.core.somaxconn.
+    backlog = int(os.environ.get("LISTEN_BACKLOG", "2048"))
     local_stripe = not os.environ.get("STRIPE_SECRET_KEY")
     env = os.environ.copy()
     env.setdefault("PROVIDER_SIMULATOR_URL", f"http://127.0.0.1:{sim_port}")
@@ -65,7 +74,7 @@ def main() -> int:
 
     commands = {
         "simulator": [PYTHON, "-m", "routing.simulator", "--host", "127.0.0.1", "--port", sim_port],
-        "web": [PYTHON, "-m", "daphne", "-b", host, "-p", port, "openrouter_site.asgi:application"],
+        "web": [PYTHON, "-m", "daphne", "-e", daphne_endpoint(host, port, backlog), "openrouter_site.asgi:application"],
         "worker": [PYTHON, "-m", "celery", "-A", "openrouter_site", "worker", "--pool", "solo", "-l", "warning"],
         "beat": [PYTHON, "-m", "celery", "-A", "openrouter_site", "beat", "-l", "warning"],
     }
