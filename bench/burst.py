@@ -76,16 +76,23 @@ class Server:
                 self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
+        try:
+            self._wait_listening()
+        except BaseException:  # not started, or interrupted while starting: stop it all the same
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SetupError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
             try:
                 with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.2)
-        self.__exit__()
         raise SetupError(f"{self.name} did not listen on {self.port} within {START_TIMEOUT:.0f} s:\n{self.tail()}")
 
     def __exit__(self, *exc) -> None:

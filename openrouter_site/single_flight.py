@@ -36,12 +36,23 @@ class LoadCancelled(RuntimeError):
     """The shared load was cancelled (its event loop shut down) before it finished."""
 
 
+class _Flight:
+    """One load in progress: its outcome, and one asyncio view of it per event loop that waits."""
+
+    __slots__ = ("future", "views")
+
+    def __init__(self) -> None:
+        self.future: Future = Future()
+        # One view per loop: 500 waiters on one loop are woken by one thread-safe call, not 500.
+        self.views: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
+
+
 class SingleFlight(Generic[K, V]):
     def __init__(self, name: str) -> None:
         self.name = name
         self.loads = 0  # loads started, each shared by every caller that asked while it ran
         self._lock = threading.Lock()
-        self._flights: dict[K, Future] = {}
+        self._flights: dict[K, _Flight] = {}
 
     def in_flight(self) -> int:
         """How many loads are running now."""
@@ -49,18 +60,23 @@ class SingleFlight(Generic[K, V]):
 
     async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """``await load()``, or the result of the load of ``key`` already running."""
+        loop = asyncio.get_running_loop()
         flight, leader = self._join(key)
+        with self._lock:
+            view = flight.views.get(loop)
+            if view is None:
+                view = flight.views[loop] = asyncio.wrap_future(flight.future, loop=loop)
         if leader:
-            task = asyncio.get_running_loop().create_task(load())
+            task = loop.create_task(load())
             task.add_done_callback(lambda done: self._land_task(key, flight, done))
         # shield: cancelling this waiter must not cancel the flight the others share.
-        return await asyncio.shield(asyncio.wrap_future(flight))
+        return await asyncio.shield(view)
 
     def run_sync(self, key: K, load: Callable[[], V]) -> V:
         """``load()``, or the result of the load of ``key`` already running (blocks this thread)."""
         flight, leader = self._join(key)
         if not leader:
-            return flight.result()
+            return flight.future.result()
         try:
             value = load()
         except BaseException as exc:
@@ -69,16 +85,16 @@ class SingleFlight(Generic[K, V]):
         self._land(key, flight, value=value)
         return value
 
-    def _join(self, key: K) -> tuple[Future, bool]:
+    def _join(self, key: K) -> tuple[_Flight, bool]:
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = self._flights[key] = Future()
+            flight = self._flights[key] = _Flight()
             self.loads += 1
             return flight, True
 
-    def _land_task(self, key: K, flight: Future, task: asyncio.Task) -> None:
+    def _land_task(self, key: K, flight: _Flight, task: asyncio.Task) -> None:
         if task.cancelled():
             self._land(key, flight, error=LoadCancelled(f"{self.name} load of {key!r} was cancelled"))
         elif task.exception() is not None:
@@ -86,12 +102,12 @@ class SingleFlight(Generic[K, V]):
         else:
             self._land(key, flight, value=task.result())
 
-    def _land(self, key: K, flight: Future, *, value=None, error: BaseException | None = None) -> None:
+    def _land(self, key: K, flight: _Flight, *, value=None, error: BaseException | None = None) -> None:
         # Unregistered before it resolves: a call from now on starts a new load (errors are not kept).
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
         if error is not None:
-            flight.set_exception(error)
+            flight.future.set_exception(error)
         else:
-            flight.set_result(value)
+            flight.future.set_result(value)
