@@ -39,10 +39,11 @@ class LoadCancelled(RuntimeError):
 class _Flight:
     """One load in progress: its outcome, and one asyncio view of it per event loop that waits."""
 
-    __slots__ = ("future", "views")
+    __slots__ = ("future", "views", "loop")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.future: Future = Future()
+        self.loop = loop  # where the load runs (None: in a thread of a sync caller)
         # One view per loop: 500 waiters on one loop are woken by one thread-safe call, not 500.
         self.views: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
 
@@ -61,7 +62,7 @@ class SingleFlight(Generic[K, V]):
     async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """``await load()``, or the result of the load of ``key`` already running."""
         loop = asyncio.get_running_loop()
-        flight, leader = self._join(key)
+        flight, leader = self._join(key, loop)
         with self._lock:
             view = flight.views.get(loop)
             if view is None:
@@ -74,7 +75,7 @@ class SingleFlight(Generic[K, V]):
 
     def run_sync(self, key: K, load: Callable[[], V]) -> V:
         """``load()``, or the result of the load of ``key`` already running (blocks this thread)."""
-        flight, leader = self._join(key)
+        flight, leader = self._join(key, None)
         if not leader:
             return flight.future.result()
         try:
@@ -85,12 +86,13 @@ class SingleFlight(Generic[K, V]):
         self._land(key, flight, value=value)
         return value
 
-    def _join(self, key: K) -> tuple[_Flight, bool]:
+    def _join(self, key: K, loop: asyncio.AbstractEventLoop | None) -> tuple[_Flight, bool]:
         with self._lock:
             flight = self._flights.get(key)
-            if flight is not None:
+            # A load whose loop was closed under it will never finish: start a new one.
+            if flight is not None and not (flight.loop is not None and flight.loop.is_closed()):
                 return flight, False
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = _Flight(loop)
             self.loads += 1
             return flight, True
 

@@ -141,3 +141,19 @@ def test_run_sync_failure_reaches_the_waiters_and_the_next_call_loads_again():
             waiter.result(10)
     assert calls == 1  # the waiter got the leader's error
     assert flights.run_sync("k", lambda: 7) == 7
+
+
+def test_a_load_whose_event_loop_was_closed_does_not_block_its_key():
+    flights: SingleFlight[str, int] = SingleFlight("test")
+
+    async def load() -> int:
+        return 1
+
+    loop = asyncio.new_event_loop()
+    loop.create_task(flights.run("k", load))
+    loop.call_soon(loop.stop)
+    loop.run_forever()  # one turn: the load task exists but never runs
+    loop.close()
+    assert flights.in_flight() == 1
+    assert asyncio.run(flights.run("k", load)) == 1  # a new load, not a wait for ever
+    assert flights.loads == 2
