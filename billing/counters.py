@@ -23,6 +23,7 @@ that load safe against a settle racing it (the load is not stored, the hold trie
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -248,10 +249,14 @@ class RedisCounters:
                 return HoldResult(False, "balance", int(available))
             if code == 2:
                 return HoldResult(False, "key_limit", int(available))
+            loads = []
             if code == -1:
-                await balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script))
-            else:
-                await key_spent_loads.run(spent, lambda: self._load_key_spent(key_hash, window, client, init_script))
+                loads.append(balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script)))
+            if code == -2 or key_limit is not None:  # an account new here: its key's window is missing too
+                loads.append(
+                    key_spent_loads.run(spent, lambda: self._load_key_spent(key_hash, window, client, init_script))
+                )
+            await asyncio.gather(*loads)  # at once: a burst then retries its hold once, not twice
         raise RuntimeError("credit counters did not settle after 5 tries")
 
     async def _load_balance(self, account_id: int, client, init_script) -> None:
@@ -392,10 +397,14 @@ class LocalCounters:
                 return HoldResult(False, "balance", available)
             if code == 2:
                 return HoldResult(False, "key_limit", available)
+            loads = []
             if code == -1:
-                await balance_loads.run(("local", account_id), lambda: self._load_balance(account_id))
-            else:
-                await key_spent_loads.run(("local", key_hash, window), lambda: self._load_key_spent(key_hash, window))
+                loads.append(balance_loads.run(("local", account_id), lambda: self._load_balance(account_id)))
+            if code == -2 or (key_limit is not None and (key_hash, window) not in self._spent):
+                loads.append(
+                    key_spent_loads.run(("local", key_hash, window), lambda: self._load_key_spent(key_hash, window))
+                )
+            await asyncio.gather(*loads)
         raise RuntimeError("credit counters did not settle after 5 tries")
 
     async def _load_balance(self, account_id: int) -> None:
