@@ -23,6 +23,11 @@ test: install
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# 500 parallel streams from a cold and a warm key vs the simulator direct (issue 13); BURST_ARGS e.g. --rounds 3
+.PHONY: bench-burst
+bench-burst: install
+	$(PY) bench/burst.py $(BURST_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from openrouter_site import redis_clients
 from openrouter_site.db_threads import in_db_thread
+from openrouter_site.single_flight import SingleFlight
 
 from .money import percent_of
 
@@ -66,6 +67,7 @@ def _db_count(account_id: int, month: str) -> int:
 
 
 _db_count_async = in_db_thread(_db_count)
+count_loads: SingleFlight[object, int | None] = SingleFlight("byok count")  # a burst shares one read
 
 
 async def byok_request_count_incr(account_id: int, *, now: dt.datetime | None = None) -> int:
@@ -118,8 +120,12 @@ async def _redis_incr(account_id: int, month: str) -> int:
         count = int(await script(keys=[key]))
         if count >= 0:
             return count
-        await client.set(key, await _db_count_async(account_id, month), nx=True, ex=COUNT_TTL_SECONDS)
+        await count_loads.run(key, lambda: _redis_load(client, key, account_id, month))
     raise RuntimeError("BYOK request counter could not be loaded")
+
+
+async def _redis_load(client, key: str, account_id: int, month: str) -> None:
+    await client.set(key, await _db_count_async(account_id, month), nx=True, ex=COUNT_TTL_SECONDS)
 
 
 # --- In-process ----------------------------------------------------------------------------
@@ -134,7 +140,7 @@ async def _local_incr(account_id: int, month: str) -> int:
         if counts is not None and account_id in counts:
             counts[account_id] += 1
             return counts[account_id]
-    loaded = await _db_count_async(account_id, month)
+    loaded = await count_loads.run((account_id, month), lambda: _db_count_async(account_id, month))
     with _lock:
         if month not in _local:
             for old in sorted(_local)[:-1]:  # keep one other month (the one before) besides this

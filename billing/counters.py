@@ -16,12 +16,14 @@ window (``spent``) and its running holds (``kheld``).
 
 Two stores implement this: Redis (Lua scripts, shared by every process) when
 ``REDIS_URL`` is set, else an in-process store. A missing ``bal``/``spent`` is
-loaded from the database; a per-account version, bumped by every settle and
-adjust, makes that load safe against a settle racing it.
+loaded from the database, once however many requests miss it at the same time
+(``single_flight``); a per-account version, bumped by every settle and adjust, makes
+that load safe against a settle racing it (the load is not stored, the hold tries again).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -37,6 +39,7 @@ from django.db.models import Q, Sum
 
 from openrouter_site import redis_clients
 from openrouter_site.db_threads import in_db_thread
+from openrouter_site.single_flight import SingleFlight
 
 logger = logging.getLogger("openrouter.counters")
 
@@ -109,6 +112,9 @@ def _db_key_spent(key_hash: str, window: str) -> int:
 
 _db_balance_async = in_db_thread(_db_balance)
 _db_key_spent_async = in_db_thread(_db_key_spent)
+# A burst from an account not loaded yet shares one read of its balance (and of its key's window).
+balance_loads: SingleFlight[object, None] = SingleFlight("balance")
+key_spent_loads: SingleFlight[object, None] = SingleFlight("key window")
 
 
 # --- Redis store ---------------------------------------------------------------------------
@@ -255,15 +261,27 @@ class RedisCounters:
                 return HoldResult(False, "balance", int(available))
             if code == 2:
                 return HoldResult(False, "key_limit", int(available))
+            loads = []
             if code == -1:
-                version = (await client.get(ver)) or b"0"
-                value = await _db_balance_async(account_id)
-                await init_script(keys=[bal, ver], args=[value, version, 0])
-            else:
-                version = (await client.get(kver)) or b"0"
-                value = await _db_key_spent_async(key_hash, window)
-                await init_script(keys=[spent, kver], args=[value, version, WINDOW_TTL_SECONDS])
+                loads.append(balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script)))
+            if code == -2 or key_limit is not None:  # an account new here: its key's window is missing too
+                loads.append(
+                    key_spent_loads.run(spent, lambda: self._load_key_spent(key_hash, window, client, init_script))
+                )
+            await asyncio.gather(*loads)  # at once: a burst then retries its hold once, not twice
         raise RuntimeError("credit counters did not settle after 5 tries")
+
+    async def _load_balance(self, account_id: int, client, init_script) -> None:
+        bal, _held, ver = self._acct(account_id)
+        version = (await client.get(ver)) or b"0"
+        value = await _db_balance_async(account_id)
+        await init_script(keys=[bal, ver], args=[value, version, 0])
+
+    async def _load_key_spent(self, key_hash: str, window: str, client, init_script) -> None:
+        spent, _kheld, kver = self._key(key_hash, window)
+        version = (await client.get(kver)) or b"0"
+        value = await _db_key_spent_async(key_hash, window)
+        await init_script(keys=[spent, kver], args=[value, version, WINDOW_TTL_SECONDS])
 
     def settle(self, items: list[Settlement]) -> None:
         client = redis_clients.sync_client()
@@ -401,15 +419,25 @@ class LocalCounters:
                 return HoldResult(False, "balance", available)
             if code == 2:
                 return HoldResult(False, "key_limit", available)
+            loads = []
             if code == -1:
-                version = self._ver.get(("acct", account_id), 0)
-                value = await _db_balance_async(account_id)
-                self._init(self._bal, account_id, value, version, ("acct", account_id))
-            else:
-                version = self._ver.get(("key", key_hash), 0)
-                value = await _db_key_spent_async(key_hash, window)
-                self._init(self._spent, (key_hash, window), value, version, ("key", key_hash))
+                loads.append(balance_loads.run(("local", account_id), lambda: self._load_balance(account_id)))
+            if code == -2 or (key_limit is not None and (key_hash, window) not in self._spent):
+                loads.append(
+                    key_spent_loads.run(("local", key_hash, window), lambda: self._load_key_spent(key_hash, window))
+                )
+            await asyncio.gather(*loads)
         raise RuntimeError("credit counters did not settle after 5 tries")
+
+    async def _load_balance(self, account_id: int) -> None:
+        version = self._ver.get(("acct", account_id), 0)
+        value = await _db_balance_async(account_id)
+        self._init(self._bal, account_id, value, version, ("acct", account_id))
+
+    async def _load_key_spent(self, key_hash: str, window: str) -> None:
+        version = self._ver.get(("key", key_hash), 0)
+        value = await _db_key_spent_async(key_hash, window)
+        self._init(self._spent, (key_hash, window), value, version, ("key", key_hash))
 
     def settle(self, items: list[Settlement]) -> None:
         with self._lock:

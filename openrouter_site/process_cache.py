@@ -1,12 +1,15 @@
 """A per-process cache for the hot path, invalidated at once across processes.
 
 ``get(key)`` costs a dict access when cached; a miss runs the loader in a worker
-thread (never on the event loop). ``invalidate(key)`` forgets the entry here and,
+thread (never on the event loop), once however many requests miss the same entry at
+the same time (``single_flight``). ``invalidate(key)`` forgets the entry here and,
 when Redis is configured, in every other process through a pub/sub message;
 entries also expire after a TTL, so a missed message only delays a change.
 
 A load that raced an invalidation is not cached (it may predate the change): each
-invalidation bumps a per-key version, and ``clear()`` bumps an epoch.
+invalidation bumps a per-key version, and ``clear()`` bumps an epoch. Loads are shared
+per (key, epoch, version), so a request that misses after an invalidation never joins
+a load started before it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from django.conf import settings
 
 from . import redis_clients
 from .db_threads import in_db_thread
+from .single_flight import SingleFlight
 
 logger = logging.getLogger("openrouter.process_cache")
 
@@ -47,21 +51,27 @@ class InvalidatingCache(Generic[K, V]):
         self.versions: dict[K, int] = {}
         self.epoch = 0
         self.listener: asyncio.Task | None = None
-        self.load_async = in_db_thread(load)
+        self.load = load  # looked up at each miss (tests wrap it to count or to pause loads)
+        self.load_async = in_db_thread(lambda key: self.load(key))
+        self.flights: SingleFlight[tuple, V] = SingleFlight(name)
 
     async def get(self, key: K) -> V:
         entry = self.entries.get(key)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
+        if entry is not None and entry[0] > time.monotonic():
             return entry[1]
         if redis_clients.redis_enabled():
             self._ensure_listener()
         seen = (self.epoch, self.versions.get(key, 0))
+        # Concurrent misses share one load; a miss after an invalidation (a new version) starts its own.
+        return await self.flights.run((key, *seen), lambda: self._load(key, seen))
+
+    async def _load(self, key: K, seen: tuple[int, int]) -> V:
+        started = time.monotonic()
         value = await self.load_async(key)
         if (self.epoch, self.versions.get(key, 0)) == seen:
             if len(self.entries) >= MAX_ENTRIES:
                 self.clear()
-            self.entries[key] = (now + self.ttl(), value)
+            self.entries[key] = (started + self.ttl(), value)
         return value
 
     def forget(self, key: K) -> None:

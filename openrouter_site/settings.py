@@ -113,6 +113,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, Celery broker, counters -----------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_ASYNC_POOL_SIZE = int(os.environ.get("REDIS_ASYNC_POOL_SIZE", "64"))  # hot-path connections per process
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {

@@ -13,7 +13,6 @@ quantization (``None`` for closed models) and its service tier (``"priority"`` o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from openrouter_site.db_threads import in_db_thread
+from openrouter_site.single_flight import SingleFlight
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,8 @@ def _build() -> CatalogSnapshot:
 
 _build_async = in_db_thread(_build)
 _snapshot: CatalogSnapshot | None = None
-_refreshing: asyncio.Future | None = None
+_generation = 0  # bumped by every invalidation: a build that raced one is not kept
+builds: SingleFlight[int, CatalogSnapshot] = SingleFlight("catalog")
 
 
 async def catalog() -> CatalogSnapshot:
@@ -174,23 +175,21 @@ async def model_lookup(slug: str) -> ModelEntry | None:
 
 
 async def refresh() -> CatalogSnapshot:
-    """Rebuild once, however many requests ask at the same time."""
-    global _snapshot, _refreshing
-    if _refreshing is not None and not _refreshing.done():
-        return await asyncio.shield(_refreshing)
-    loop = asyncio.get_running_loop()
-    _refreshing = loop.create_future()
-    try:
-        snapshot = await _build_async()
+    """Rebuild once, however many requests ask at the same time (a request after an invalidation
+    waits for a build that started after it)."""
+    generation = _generation
+    return await builds.run(generation, lambda: _rebuild(generation))
+
+
+async def _rebuild(generation: int) -> CatalogSnapshot:
+    global _snapshot
+    snapshot = await _build_async()
+    if generation == _generation:
         _snapshot = snapshot
-        _refreshing.set_result(snapshot)
-        return snapshot
-    except BaseException as exc:
-        _refreshing.set_exception(exc)
-        _refreshing.exception()  # mark retrieved
-        raise
+    return snapshot
 
 
 def invalidate() -> None:
-    global _snapshot
+    global _snapshot, _generation
+    _generation += 1
     _snapshot = None

@@ -138,6 +138,12 @@ def signal_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
+def daphne_endpoint(host: str, port: str, backlog: int) -> str:
+    """Daphne's listening socket with an explicit backlog (its ``-b/-p`` default is Twisted's 50)."""
+    interface = host.strip("[]").replace(":", "\\:")
+    return f"tcp:port={int(port)}:interface={interface}:backlog={backlog}"
+
+
 def main() -> int:
     for signum in STOP_SIGNALS:
         signal.signal(signum, Stop.handler)
@@ -163,6 +169,9 @@ def run(processes: dict[str, subprocess.Popen]) -> int:
     port = port_setting("PORT", 8000)
     sim_port = port_setting("SIMULATOR_PORT", port + 90)
     stripe_port = port_setting("STRIPE_PORT", port + 420)
+    # Pending connections the kernel queues before the server accepts them; a burst of more
+    # than that waits on SYN retries (1 s, 3 s). The kernel caps it at net.core.somaxconn.
+    backlog = int(os.environ.get("LISTEN_BACKLOG", "2048"))
     local_stripe = not os.environ.get("STRIPE_SECRET_KEY")
     wanted = [("PORT", host, port), ("SIMULATOR_PORT", "127.0.0.1", sim_port)]
     if local_stripe:
@@ -197,7 +206,7 @@ def run(processes: dict[str, subprocess.Popen]) -> int:
 
     commands = {
         "simulator": [PYTHON, "-m", "routing.simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
-        "web": [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "openrouter_site.asgi:application"],
+        "web": [PYTHON, "-m", "daphne", "-e", daphne_endpoint(host, str(port), backlog), "openrouter_site.asgi:application"],
         "worker": [PYTHON, "-m", "celery", "-A", "openrouter_site", "worker", "--pool", "solo", "-l", "warning"],
         "beat": [PYTHON, "-m", "celery", "-A", "openrouter_site", "beat", "-l", "warning"],
     }

@@ -118,3 +118,19 @@ def test_concurrent_increments_are_not_lost():
 
     counts = asyncio.run(burst())
     assert sorted(counts) == list(range(1, 51))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_first_byok_requests_reads_the_months_count_once():
+    from billing.byok import count_loads
+
+    account = make_account()
+    Generation.objects.create(id=f"gen-test-{account.id}-x", account=account, created_at=JAN_END, model="m/x", is_byok=True)
+    before = count_loads.loads
+
+    async def burst():
+        return await asyncio.gather(*(byok_request_count_incr(account.id, now=JAN_END) for _ in range(50)))
+
+    counts = asyncio.run(burst())
+    assert sorted(counts) == list(range(2, 52))  # one shared read of the month (1 generation), no count given twice
+    assert count_loads.loads - before == 1
