@@ -57,6 +57,9 @@ def credits_grant(
         with transaction.atomic():
             locked = Account.objects.select_for_update().get(id=account.id)
             new_balance = locked.balance + amount
+            # A negative balance (a debt: overspend, or a debit a support lead confirmed) is paid
+            # first; only the rest arrives as a usable lot, so lots always sum to max(balance, 0).
+            lot_remaining = max(new_balance, 0) - max(locked.balance, 0)
             entry = LedgerEntry.objects.create(
                 account=locked,
                 kind=kind,
@@ -72,7 +75,7 @@ def credits_grant(
                 source=lot_source,
                 purchase=purchase,
                 amount=amount,
-                remaining=amount,
+                remaining=lot_remaining,
                 created_at=now,
                 expires_at=now + LOT_LIFETIME,
                 refundable_until=now + REFUND_WINDOW if lot_source == CreditLot.Source.CARD else None,
