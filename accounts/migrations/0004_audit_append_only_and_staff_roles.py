@@ -14,7 +14,7 @@ LEAD_GROUP = "Support lead"
 TRIGGER_SQL = """
 CREATE OR REPLACE FUNCTION accounts_auditentry_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'audit entries are append-only (% refused)', TG_OP;
+    RAISE EXCEPTION USING MESSAGE = 'audit entries are append-only: ' || TG_OP || ' refused';
 END;
 $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS accounts_auditentry_append_only ON accounts_auditentry;

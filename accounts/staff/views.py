@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import io
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -156,26 +157,18 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/audit.html", context)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _audit_csv(entries: list[AuditEntry]) -> HttpResponse:
-    writer = csv.writer(_Echo())
-    header = ["id", "when (UTC)", "staff", "account", "action", "target", "amount (USD)", "before", "after", "reason",
-              "user-facing reason", "ticket", "ip"]
-
-    def rows():
-        yield writer.writerow(header)
-        for e in entries:
-            yield writer.writerow([
-                e.id, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.staff_name, e.account.public_id if e.account else "",
-                e.action, e.target, "" if e.amount is None else money.nanos_to_usd_string(e.amount), _figures(e.before),
-                _figures(e.after), e.reason, e.user_reason, e.ticket, e.ip or "",
-            ])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "when (UTC)", "staff", "account", "action", "target", "amount (USD)", "before", "after",
+                     "reason", "user-facing reason", "ticket", "ip"])
+    for e in entries:
+        writer.writerow([
+            e.id, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.staff_name, e.account.public_id if e.account else "",
+            e.action, e.target, "" if e.amount is None else money.nanos_to_usd_string(e.amount), _figures(e.before),
+            _figures(e.after), e.reason, e.user_reason, e.ticket, e.ip or "",
+        ])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
     return response
 

@@ -364,7 +364,7 @@ def test_the_audit_log_filters_and_exports_csv():
     assert "is not a date" in page and "is not an action" in page
     response = viewer.get(reverse("staff:audit"), {"format": "csv", "staff": "alice"})
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][:5] == ["id", "when (UTC)", "staff", "account", "action"]
     assert len(rows) == 2 and rows[1][2] == "alice@staff.example.com" and rows[1][6] == "1.250000000"
     assert rows[1][7] == "balance=1.000000000" and rows[1][8] == "balance=2.250000000"
