@@ -378,3 +378,19 @@ def test_a_form_without_its_csrf_token_gets_a_clear_page_and_nothing_happens():
     assert response.status_code == 403
     assert "nothing was done" in response.content.decode()
     assert balance(account) == usd_to_nanos("1") and not AuditEntry.objects.exists()
+
+
+def test_the_admin_is_for_superusers_with_searchable_read_only_lists():
+    bundle = make_key(credits="1")
+    superuser = get_user_model().objects.create_superuser(username="root", email="root@example.com", password="x")
+    client = client_for(superuser)
+    for model in ("accounts/account", "accounts/apikey", "accounts/providerkey", "accounts/auditentry",
+                  "activity/generation", "billing/purchase", "billing/ledgerentry", "routing/provider",
+                  "routing/model", "routing/endpoint"):
+        response = client.get(f"/admin/{model}/", {"q": bundle.account.owner.email})
+        assert response.status_code == 200, model
+    assert bundle.account.public_id in client.get("/admin/accounts/account/", {"q": bundle.account.owner.email}).content.decode()
+    lead = make_staff("lead")
+    lead.is_staff = True
+    lead.save()
+    assert client_for(lead).get("/admin/accounts/account/").status_code == 302  # to the admin's login: not for staff roles
