@@ -1,4 +1,4 @@
-"""Emails about money: credits about to expire, auto top-up switched off.
+"""Emails about money: credits about to expire, auto top-up switched off, a receipt (resent by support).
 
 Called after the commit that decided to send them (``transaction.on_commit``); with the
 console backend (the default) they are printed by the process that sends them.
@@ -14,7 +14,7 @@ from django.core.mail import send_mail
 from accounts.models import Account
 
 from . import money
-from .models import BillingProfile, CreditLot
+from .models import BillingProfile, CreditLot, Purchase
 
 logger = logging.getLogger("openrouter.billing")
 
@@ -58,8 +58,6 @@ def auto_topup_disabled_send(*, account_id: int) -> None:
 
 def receipt_send(*, purchase_id: int) -> None:
     """A purchase's receipt by email (support resends it on request)."""
-    from .models import Purchase
-
     purchase = Purchase.objects.select_related("account__owner").get(id=purchase_id)
     reference = purchase.stripe_payment_intent_id or purchase.crypto_charge_id or ""
     body = (

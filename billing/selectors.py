@@ -25,10 +25,8 @@ def ledger_sum(*, account_id: int) -> int:
 
 
 def ledger_drift(*, account_id: int | None = None) -> list[dict]:
-    """Accounts (all, or one) whose cached balance, totals or credit lots disagree with their ledger.
-
-    Lots hold the positive part of a balance: a negative balance (a debt) has no credits left in lots.
-    """
+    """Accounts (all, or one) whose cached balance, totals or credit lots disagree with their ledger
+    (a balance below zero has empty lots)."""
     entries = LedgerEntry.objects.all()
     lots = CreditLot.objects.filter(expired_at__isnull=True)
     accounts = Account.objects.only("id", "balance", "total_credits", "total_usage")
@@ -45,7 +43,7 @@ def ledger_drift(*, account_id: int | None = None) -> list[dict]:
         total = sums.get(account.id, 0)
         in_lots = in_lots_by_account.get(account.id, 0)
         if total != account.balance or account.total_credits - account.total_usage != account.balance or (
-            in_lots != max(account.balance, 0)
+            in_lots != max(account.balance, 0)  # below zero, every lot is used up
         ):
             drift.append({"account_id": account.id, "balance": account.balance, "ledger": total, "lots": in_lots})
     return drift

@@ -19,7 +19,7 @@ from .. import money
 from ..counters import counters
 from ..errors import AdjustmentRefused
 from ..models import CreditLot, LedgerEntry
-from .holds import _credits_hold, _hold_settle
+from .holds import credits_hold, hold_settle
 from .ledger import credits_grant, lots_consume
 
 
@@ -85,9 +85,9 @@ def _debit(
 ) -> LedgerEntry:
     held = 0
     if not allow_negative:
-        held = _credits_hold(account_id=account.id, amount=amount, whole_cents=False)
+        held = credits_hold(account_id=account.id, amount=amount, whole_cents=False)
         if held < amount:
-            _hold_settle(account_id=account.id, held=held, charged=0)
+            hold_settle(account_id=account.id, held=held, charged=0)
             raise AdjustmentRefused(
                 f"A debit of {money.nanos_to_display(amount)} would take the balance below zero "
                 f"({money.nanos_to_display(held)} is available now). Only a support lead can confirm that."
@@ -125,6 +125,6 @@ def _debit(
     finally:
         # Once committed the hold becomes the charge; on a failure (or a repeat) it is released.
         if held:
-            _hold_settle(account_id=account.id, held=held, charged=amount if committed else 0)
+            hold_settle(account_id=account.id, held=held, charged=amount if committed else 0)
     account.refresh_from_db()
     return entry

@@ -14,8 +14,8 @@ from accounts.models import Account
 
 from .. import notifications
 from ..models import CreditLot, LedgerEntry
-from .holds import _credits_hold, _hold_settle
-from .ledger import _ledger_move
+from .holds import credits_hold, hold_settle
+from .ledger import ledger_move
 
 logger = logging.getLogger("openrouter.billing")
 
@@ -31,20 +31,20 @@ def lots_expire(*, now: dt.datetime | None = None) -> dict[str, int]:
     outcomes: Counter[str] = Counter()
     due = CreditLot.objects.filter(expires_at__lte=now, expired_at__isnull=True).order_by("expires_at", "id")
     for lot_id, account_id, remaining in due.values_list("id", "account_id", "remaining")[:5000]:
-        held = _credits_hold(account_id=account_id, amount=remaining, whole_cents=False) if remaining else 0
+        held = credits_hold(account_id=account_id, amount=remaining, whole_cents=False) if remaining else 0
         if held < remaining:
             if held:
-                _hold_settle(account_id=account_id, held=held, charged=0)
+                hold_settle(account_id=account_id, held=held, charged=0)
             logger.warning("lot %s: credits in use by running requests; expiry deferred", lot_id)
             outcomes["deferred"] += 1
             continue
         try:
             expired = _lot_expire(lot_id=lot_id, now=now)
         except BaseException:
-            _hold_settle(account_id=account_id, held=held, charged=0)
+            hold_settle(account_id=account_id, held=held, charged=0)
             raise
         if held or expired:
-            _hold_settle(account_id=account_id, held=held, charged=expired)
+            hold_settle(account_id=account_id, held=held, charged=expired)
         outcomes["expired" if expired else "emptied"] += 1
     if outcomes:
         logger.info("lots expired: %s", dict(outcomes))
@@ -60,7 +60,7 @@ def _lot_expire(*, lot_id: int, now: dt.datetime) -> int:
             return 0
         amount = lot.remaining
         if amount:
-            _ledger_move(
+            ledger_move(
                 account_id=account_id,
                 lot=lot,
                 amount=-amount,

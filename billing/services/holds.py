@@ -16,7 +16,7 @@ from ..counters import Settlement, counters
 _HOLD_KEY = "billing"  # holds that belong to no API key (no key limit applies)
 
 
-def _credits_hold(*, account_id: int, amount: int, whole_cents: bool) -> int:
+def credits_hold(*, account_id: int, amount: int, whole_cents: bool) -> int:
     """Hold up to ``amount`` of the account's available credits; returns what was held (maybe 0)."""
     store = counters()
     for _ in range(4):
@@ -32,5 +32,5 @@ def _credits_hold(*, account_id: int, amount: int, whole_cents: bool) -> int:
     return 0
 
 
-def _hold_settle(*, account_id: int, held: int, charged: int) -> None:
+def hold_settle(*, account_id: int, held: int, charged: int) -> None:
     counters().settle([Settlement(account_id=account_id, key_hash=None, window=None, held=held, charged=charged)])

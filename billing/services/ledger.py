@@ -1,7 +1,7 @@
 """The ledger: grants, lot consumption, settling generations, and one-lot moves.
 
 Balances change only here with a ledger entry, the account row locked. Refunds and expiry move
-a single lot through ``_ledger_move``.
+a single lot through ``ledger_move``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def credits_grant(
     """Add ``amount`` nano-dollars to an account as a new credit lot, once per ``idempotency_key``.
 
     Grants are promotional lots (never refundable); purchases pass their ``Purchase`` and
-    the lot's source. Every lot expires a year after it arrived.
+    the lot's source. Every lot expires a year after it arrived. A balance below zero (a request
+    that cost more than its hold is charged in full) is paid back from the new lot first.
     """
     if amount <= 0:
         raise ValueError("a grant must be positive")
@@ -57,9 +58,6 @@ def credits_grant(
         with transaction.atomic():
             locked = Account.objects.select_for_update().get(id=account.id)
             new_balance = locked.balance + amount
-            # A negative balance (a debt: overspend, or a debit a support lead confirmed) is paid
-            # first; only the rest arrives as a usable lot, so lots always sum to max(balance, 0).
-            lot_remaining = max(new_balance, 0) - max(locked.balance, 0)
             entry = LedgerEntry.objects.create(
                 account=locked,
                 kind=kind,
@@ -70,12 +68,13 @@ def credits_grant(
                 reference=reference,
             )
             now = timezone.now()
+            debt = min(max(-locked.balance, 0), amount)  # usage charged beyond the lots is paid first
             CreditLot.objects.create(
                 account=locked,
                 source=lot_source,
                 purchase=purchase,
                 amount=amount,
-                remaining=lot_remaining,
+                remaining=amount - debt,
                 created_at=now,
                 expires_at=now + LOT_LIFETIME,
                 refundable_until=now + REFUND_WINDOW if lot_source == CreditLot.Source.CARD else None,
@@ -109,7 +108,7 @@ def lots_consume(*, account_id: int, amount: int) -> int:
         CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") - take)
         left -= take
     if left:
-        logger.error("account %s: usage of %s nano-dollars exceeded its credit lots", account_id, left)
+        logger.warning("account %s: usage of %s nano-dollars exceeded its credit lots (balance below zero)", account_id, left)
     return left
 
 
@@ -223,7 +222,7 @@ def _insert_generations(records: list[GenerationRecord], live_keys: set[int]) ->
         cursor.executemany(sql, rows)
 
 
-def _ledger_move(
+def ledger_move(
     *,
     account_id: int,
     lot: CreditLot,

@@ -16,8 +16,8 @@ from ..counters import counters
 from ..errors import PaymentDeclined, PaymentRejected, PaymentUnavailable, RefundRefused
 from ..models import CreditLot, LedgerEntry, Purchase, Refund
 from ..selectors import refund_refusal
-from .holds import _credits_hold, _hold_settle
-from .ledger import _ledger_move
+from .holds import credits_hold, hold_settle
+from .ledger import ledger_move
 
 logger = logging.getLogger("openrouter.billing")
 
@@ -47,15 +47,15 @@ def purchase_refund(
     if refusal:
         raise RefundRefused(refusal)
     wanted = money.cents_to_nanos(money.nanos_to_cents_floor(purchase.lot.remaining))
-    held = _credits_hold(account_id=account.id, amount=wanted, whole_cents=True)
+    held = credits_hold(account_id=account.id, amount=wanted, whole_cents=True)
     if held <= 0:
         raise RefundRefused("Running requests are using these credits right now; try again when they have finished.")
     try:
         refund = _refund_reserve(purchase_id=purchase.id, limit=held, ignore_window=ignore_window, on_reserve=on_reserve)
     except BaseException:
-        _hold_settle(account_id=account.id, held=held, charged=0)
+        hold_settle(account_id=account.id, held=held, charged=0)
         raise
-    _hold_settle(account_id=account.id, held=held, charged=refund.credits)
+    hold_settle(account_id=account.id, held=held, charged=refund.credits)
     try:
         info = stripe_client.refund_create(
             payment_intent_id=purchase.stripe_payment_intent_id,
@@ -91,7 +91,7 @@ def _refund_reserve(
             raise RefundRefused("All credits of this purchase have been used; nothing is left to refund.")
         credits = money.cents_to_nanos(cents)
         refund = Refund.objects.create(purchase=purchase, credits=credits, amount_cents=cents)
-        _ledger_move(
+        ledger_move(
             account_id=purchase.account_id,
             lot=lot,
             amount=-credits,
@@ -135,7 +135,7 @@ def refund_reverse(*, refund_id: int, reason: str) -> Refund:
             return refund
         account = Account.objects.select_for_update().get(id=refund.purchase.account_id)
         lot = CreditLot.objects.select_for_update().get(purchase_id=refund.purchase_id)
-        _ledger_move(
+        ledger_move(
             account_id=account.id,
             lot=lot,
             amount=refund.credits,
