@@ -196,8 +196,10 @@ def account_credits_adjust(
             on_entry=audit,
         )
     except IntegrityError:
-        pass  # a concurrent submission of the same form won the race
-    return made[0] if made else AuditEntry.objects.get(idempotency_key=key)
+        if not AuditEntry.objects.filter(idempotency_key=key).exists():
+            raise
+        # A concurrent submission of the same form won the race; its entry is the answer.
+    return made[0] if made else _repeat(key=key, action=action, account=account) or _missing(key)
 
 
 def purchase_refund_late(
@@ -418,6 +420,11 @@ def outage_set(
         lock=lambda: models[kind].objects.select_for_update().get(id=row.id),
         do=do,
     )
+
+
+def _missing(key: str) -> AuditEntry:
+    """The ledger already has this form's adjustment but no audit entry names it: never expected."""
+    raise StaffActionInvalid(f"This form ({key[:8]}…) was already processed; reload the page to see the result.")
 
 
 def _lock_account(account: Account) -> Account:

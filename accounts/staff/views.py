@@ -164,13 +164,19 @@ def _audit_csv(entries: list[AuditEntry]) -> HttpResponse:
                      "reason", "user-facing reason", "ticket", "ip"])
     for e in entries:
         writer.writerow([
-            e.id, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.staff_name, e.account.public_id if e.account else "",
-            e.action, e.target, "" if e.amount is None else money.nanos_to_usd_string(e.amount), _figures(e.before),
-            _figures(e.after), e.reason, e.user_reason, e.ticket, e.ip or "",
+            e.id, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), _cell(e.staff_name), e.account.public_id if e.account else "",
+            e.action, _cell(e.target), "" if e.amount is None else money.nanos_to_usd_string(e.amount),
+            _cell(_figures(e.before)), _cell(_figures(e.after)), _cell(e.reason), _cell(e.user_reason), _cell(e.ticket),
+            e.ip or "",
         ])
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
     return response
+
+
+def _cell(text: str) -> str:
+    """Text a spreadsheet would run as a formula (key names are the users' own) is quoted."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _figures(values: dict) -> str:

@@ -394,3 +394,19 @@ def test_the_admin_is_for_superusers_with_searchable_read_only_lists():
     lead.is_staff = True
     lead.save()
     assert client_for(lead).get("/admin/accounts/account/").status_code == 302  # to the admin's login: not for staff roles
+
+
+def test_search_by_purchase_and_crypto_charge_and_a_csv_never_carries_a_formula():
+    from billing import services as billing_services
+
+    account = make_account(credits="1")
+    purchase = billing_services.crypto_purchase_start(account=account, amount="7")
+    client = client_for(make_staff())
+    for query in (purchase.crypto_charge_id, f"  {purchase.crypto_charge_id} "):
+        response = client.get(reverse("staff:search"), {"q": query})
+        assert response.status_code == 302 and response.url == account_url(account), query
+    response = client.get(reverse("staff:search"), {"q": str(purchase.id)})  # a purchase id (maybe an account id too)
+    assert response.status_code == 302 or account.public_id in response.content.decode()
+    post_action(client, account_url(account, "note"), note="=HYPERLINK(\"http://evil\")")
+    rows = list(csv.reader(io.StringIO(client.get(reverse("staff:audit"), {"format": "csv"}).content.decode())))
+    assert rows[1][9] == "'=HYPERLINK(\"http://evil\")"

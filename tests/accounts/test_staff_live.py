@@ -94,8 +94,11 @@ def test_a_lead_refunds_the_unused_part_after_the_window_through_stripe_without_
     url = reverse("staff:refund", args=[account.id])
 
     support = client_for(make_staff())
+    found = support.get(reverse("staff:search"), {"q": purchase.stripe_payment_intent_id})
+    assert found.status_code == 302 and found.url == reverse("staff:account", args=[account.id])
     page = support.get(reverse("staff:account", args=[account.id])).content.decode()
     assert "Refund unused part (late)" not in page
+    assert "payment_intent.succeeded" in page and purchase.stripe_payment_intent_id in page  # its webhook and state
     response = post_action(support, url, purchase_id=str(purchase.id), reason="goodwill")
     assert "Only a support lead can refund outside the 24-hour window." in page_messages(response)
     assert not Refund.objects.exists()
