@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from activity import selectors as activity_selectors
 from billing import selectors as billing_selectors
+from routing.models import Endpoint, Provider
 
 from .. import selectors as account_selectors
 from ..keys import key_hash
@@ -154,9 +155,5 @@ def audit_entries(
 
 def catalog_for_outages() -> list:
     """Providers with their active endpoints (the lead's outage switches)."""
-    from django.db.models import Prefetch
-
-    from routing.models import Endpoint, Provider
-
     endpoints = Endpoint.objects.filter(active=True, model__active=True).select_related("model").order_by("model__slug", "tag")
     return list(Provider.objects.prefetch_related(Prefetch("endpoints", queryset=endpoints, to_attr="live_endpoints")).order_by("slug"))

@@ -19,6 +19,8 @@ from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.models import LedgerEntry, Purchase
 from openrouter_site.errors import ApiError, BadRequest, Forbidden, NotFound
+from routing import services as routing_services
+from routing.models import Endpoint, Provider
 
 from .. import services as account_services
 from ..models import Account, ApiKey, AuditEntry
@@ -383,9 +385,6 @@ def outage_set(
     idempotency_key: object,
 ) -> AuditEntry:
     """A support lead declares a provider or one endpoint down (routing skips it) or up again."""
-    from routing import services as routing_services
-    from routing.models import Endpoint, Provider
-
     key = _token(idempotency_key)
     _lead_only(actor, "declare an outage")
     reason = _text(reason, what="reason", limit=REASON_MAX, required=True)
