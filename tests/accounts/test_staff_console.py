@@ -410,3 +410,16 @@ def test_search_by_purchase_and_crypto_charge_and_a_csv_never_carries_a_formula(
     post_action(client, account_url(account, "note"), note="=HYPERLINK(\"http://evil\")")
     rows = list(csv.reader(io.StringIO(client.get(reverse("staff:audit"), {"format": "csv"}).content.decode())))
     assert rows[1][9] == "'=HYPERLINK(\"http://evil\")"
+
+
+def test_the_staff_role_command_gives_and_takes_the_console():
+    from django.core.management import CommandError, call_command
+
+    account = make_account(credits="1")
+    owner = account.owner
+    call_command("staff_role", owner.email, "support", stdout=io.StringIO())
+    assert client_for(get_user_model().objects.get(id=owner.id)).get(reverse("staff:search")).status_code == 200
+    call_command("staff_role", owner.email.upper(), "none", stdout=io.StringIO())
+    assert client_for(get_user_model().objects.get(id=owner.id)).get(reverse("staff:search")).status_code == 404
+    with pytest.raises(CommandError, match="No user"):
+        call_command("staff_role", "ghost@example.com", "lead")
