@@ -119,3 +119,61 @@ class ProviderKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.label} ({self.provider_id})"
+
+
+class AuditEntry(models.Model):
+    """One staff action, as it happened: append-only (never updated or deleted).
+
+    ``save()`` refuses to update and ``delete()`` refuses; on PostgreSQL a trigger refuses
+    ``UPDATE``/``DELETE`` too (migration 0004). ``idempotency_key`` is the action form's
+    one-time token: a double submission finds the first entry and does nothing again.
+    Money figures (``amount``, and balances in ``before``/``after``) are nano-dollars.
+    """
+
+    class Action(models.TextChoices):
+        CREDIT_GRANT = "credit_grant", "Credit grant"
+        CREDIT_DEBIT = "credit_debit", "Credit debit"
+        REFUND = "refund", "Refund outside the window"
+        KEY_DISABLE = "key_disable", "Key disabled"
+        KEY_ENABLE = "key_enable", "Key enabled"
+        AUTO_TOPUP_PAUSE = "auto_topup_pause", "Auto top-up paused"
+        AUTO_TOPUP_RESUME = "auto_topup_resume", "Auto top-up resumed"
+        RECEIPT_RESEND = "receipt_resend", "Receipt resent"
+        EXPIRY_NOTICE_RESEND = "expiry_notice_resend", "Expiry notice resent"
+        OUTAGE_ON = "outage_on", "Outage declared"
+        OUTAGE_OFF = "outage_off", "Outage cleared"
+        NOTE = "note", "Note"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    staff_name = models.CharField(max_length=254)  # as it was at the time (email or username)
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries")
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
+    target = models.CharField(max_length=200, blank=True)  # "key:<hash>", "purchase:12", "endpoint:5" ...
+    amount = models.BigIntegerField(null=True, blank=True)  # nano-dollars moved, when money moved
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()  # internal: never shown to the user
+    user_reason = models.CharField(max_length=200, blank=True)  # what the user sees (adjustments)
+    ticket = models.CharField(max_length=100, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=80, unique=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "created_at"]), models.Index(fields=["staff", "created_at"])]
+        constraints = [models.CheckConstraint(condition=~models.Q(reason=""), name="audit_entry_has_reason")]
+        permissions = [
+            ("use_staff_console", "Can use the staff support console"),
+            ("lead_actions", "Can take support-lead actions (large adjustments, late refunds, outages)"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("audit entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("audit entries are append-only")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.staff_name} {self.action} {self.account_id or ''}"

@@ -98,3 +98,16 @@ def activity_by_day(*, account_id: int, since: dt.date, until: dt.date, key_id: 
         )
         .order_by("-day", "model", "provider_name")
     )
+
+
+def generations_recent(*, account_id: int, limit: int = 20) -> list[Generation]:
+    """The account's latest generations, newest first, with their key (each one's attempts are in
+    ``provider_responses``)."""
+    return list(
+        Generation.objects.filter(account_id=account_id).select_related("api_key").order_by("-created_at")[:limit]
+    )
+
+
+def generation_account_id(*, generation_id: str) -> int | None:
+    """Support staff: which account a generation id belongs to (None if unknown)."""
+    return Generation.objects.filter(id=generation_id).values_list("account_id", flat=True).first()

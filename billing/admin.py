@@ -1,5 +1,5 @@
 """Billing in the admin: read-only (money moves only through billing.services; ledger entries are
-append-only), with a link from each account to the support view of its ledger."""
+append-only), with a link from each account to its staff console page."""
 
 from django.contrib import admin
 from django.urls import reverse
@@ -21,7 +21,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     @admin.display(description="ledger")
     def ledger_link(self, obj):
-        return format_html('<a href="{}">ledger</a>', reverse("billing:support-ledger-account", args=[obj.account_id]))
+        return format_html('<a href="{}">ledger</a>', reverse("staff:account", args=[obj.account_id]))
 
 
 def _usd(field: str, description: str):

@@ -74,3 +74,9 @@ class WebhookSignatureInvalid(WebhookRejected):
 
 class WebhookUnknownPayment(WebhookRejected):
     message = "Webhook for an unknown payment"
+
+
+class AdjustmentRefused(BadRequest):
+    """A support adjustment the rules do not allow (e.g. a debit below zero without a lead)."""
+
+    message = "This adjustment is not allowed."

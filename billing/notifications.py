@@ -1,4 +1,4 @@
-"""Emails about money: credits about to expire, auto top-up switched off.
+"""Emails about money: credits about to expire, auto top-up switched off, a receipt (resent by support).
 
 Called after the commit that decided to send them (``transaction.on_commit``); with the
 console backend (the default) they are printed by the process that sends them.
@@ -14,7 +14,7 @@ from django.core.mail import send_mail
 from accounts.models import Account
 
 from . import money
-from .models import BillingProfile, CreditLot
+from .models import BillingProfile, CreditLot, Purchase
 
 logger = logging.getLogger("openrouter.billing")
 
@@ -54,3 +54,19 @@ def auto_topup_disabled_send(*, account_id: int) -> None:
         f"top-up is now turned off.\n\n{reason}\n\nUpdate your card and turn it back on at {_credits_url()}\n"
     )
     _send(account=account, subject="Auto top-up turned off: your card was declined", body=body)
+
+
+def receipt_send(*, purchase_id: int) -> None:
+    """A purchase's receipt by email (support resends it on request)."""
+    purchase = Purchase.objects.select_related("account__owner").get(id=purchase_id)
+    reference = purchase.stripe_payment_intent_id or purchase.crypto_charge_id or ""
+    body = (
+        f"Receipt for purchase #{purchase.id} ({purchase.created_at:%Y-%m-%d %H:%M} UTC)\n\n"
+        f"  Credits: {money.nanos_to_display(purchase.credits)}\n"
+        f"  Fee:     {money.nanos_to_display(purchase.fee)}\n"
+        f"  Total:   {money.cents_to_display(purchase.total_cents)} ({purchase.method})\n"
+        f"  Status:  {purchase.get_status_display()}\n"
+        f"  Reference: {reference}\n\n"
+        f"See your purchases at {_credits_url()}\n"
+    )
+    _send(account=purchase.account, subject=f"Your receipt for purchase #{purchase.id}", body=body)

@@ -1,4 +1,4 @@
-"""Billing's pages, the page script's endpoints, the processors' webhooks and the support view."""
+"""Billing's pages, the page script's endpoints and the processors' webhooks (staff pages: accounts/staff/urls.py)."""
 
 from django.urls import path
 
@@ -21,6 +21,4 @@ urlpatterns = [
     path("billing/webhooks/stripe", webhooks.stripe_webhook, name="webhook-stripe"),
     path("billing/webhooks/crypto", webhooks.crypto_webhook, name="webhook-crypto"),
     path("billing/crypto/simulated/<str:charge_id>", views.crypto_simulated_page, name="crypto-simulated"),
-    path("staff/ledger", views.support_ledger, name="support-ledger"),
-    path("staff/ledger/<int:account_id>", views.support_ledger, name="support-ledger-account"),
 ]

@@ -13,7 +13,7 @@ from accounts.models import Account
 from openrouter_site.inputs import int_text
 
 from . import money
-from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund, SettlementDeadLetter
+from .models import BillingProfile, CreditLot, LedgerEntry, Purchase, Refund, SettlementDeadLetter, WebhookEvent
 
 
 def account_totals(*, account_id: int) -> dict[str, int]:
@@ -53,8 +53,11 @@ def ledger_drift(*, account_id: int | None = None) -> list[dict]:
 # --- Purchases, lots, refunds ------------------------------------------------------------------
 
 
-def refund_refusal(*, purchase: Purchase, now: dt.datetime, lot: CreditLot | None = None) -> str:
-    """Why this purchase cannot be refunded now ("" when it can)."""
+def refund_refusal(
+    *, purchase: Purchase, now: dt.datetime, lot: CreditLot | None = None, ignore_window: bool = False
+) -> str:
+    """Why this purchase cannot be refunded now ("" when it can). ``ignore_window``: a support lead's
+    exception to the 24-hour window (everything else still applies)."""
     if purchase.method == Purchase.Method.CRYPTO:
         return "Crypto purchases are never refundable."
     if purchase.status == Purchase.Status.REFUNDED:
@@ -64,7 +67,7 @@ def refund_refusal(*, purchase: Purchase, now: dt.datetime, lot: CreditLot | Non
     lot = lot or CreditLot.objects.filter(purchase=purchase).first()
     if lot is None or lot.source != CreditLot.Source.CARD or lot.refundable_until is None:
         return "Only card purchases can be refunded; promotional credits never are."
-    if now > lot.refundable_until:
+    if now > lot.refundable_until and not ignore_window:
         return (
             "Refunds are possible within 24 hours of a purchase; the window for this one closed on "
             f"{lot.refundable_until:%Y-%m-%d %H:%M} UTC."
@@ -202,3 +205,37 @@ def settlement_dead_letters(*, account_id: int | None = None, limit: int = 100) 
     if account_id is not None:
         rows = rows.filter(account_id=account_id)
     return list(rows[: max(limit, 0)])
+
+
+def webhook_events_for_account(*, account: Account, limit: int = 50) -> list[WebhookEvent]:
+    """Support staff: the payment webhooks about this account's purchases, newest first."""
+    intents = [i for i in Purchase.objects.filter(account=account).values_list("stripe_payment_intent_id", flat=True) if i]
+    charges = [c for c in Purchase.objects.filter(account=account).values_list("crypto_charge_id", flat=True) if c]
+    if not intents and not charges:
+        return []
+    match = Q(source="stripe", payload__data__object__id__in=intents) | Q(source="crypto", payload__data__id__in=charges)
+    return list(WebhookEvent.objects.filter(match).order_by("-received_at", "-id")[:limit])
+
+
+def purchase_find(*, query: str) -> Purchase | None:
+    """Support staff: a purchase by its id, Stripe PaymentIntent id, Stripe charge id or crypto charge id."""
+    query = query.strip()
+    if not query:
+        return None
+    if query.isdigit():
+        return Purchase.objects.filter(id=int(query)).first()
+    found = Purchase.objects.filter(Q(stripe_payment_intent_id=query) | Q(crypto_charge_id=query)).first()
+    if found is not None or not query.startswith(("ch_", "py_")):
+        return found
+    # A charge id: the payment webhooks name the charge of each PaymentIntent.
+    event = (
+        WebhookEvent.objects.filter(source="stripe")
+        .filter(Q(payload__data__object__latest_charge=query) | Q(payload__data__object__charges__data__0__id=query))
+        .first()
+    )
+    intent = ((event.payload.get("data") or {}).get("object") or {}).get("id") if event else None
+    return Purchase.objects.filter(stripe_payment_intent_id=intent).first() if intent else None
+
+
+def refunds_for_account(*, account: Account) -> list[Refund]:
+    return list(Refund.objects.filter(purchase__account=account).order_by("-created_at", "-id"))

@@ -1,4 +1,4 @@
-"""The credits pages (/settings/credits ...), their small JSON endpoints, and the support ledger view.
+"""The credits pages (/settings/credits ...) and their small JSON endpoints (the support views are in accounts/staff/).
 
 Each view parses, calls one service or selector, and renders. Billing errors carry their
 own message: JSON endpoints answer them in the OpenRouter envelope, form posts show them
@@ -12,7 +12,6 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -24,7 +23,6 @@ from accounts.models import Account
 from accounts.selectors import account_for_user
 from accounts.services import account_get_or_create_personal, account_settings_update
 from openrouter_site.errors import ApiError, NotFound, error_response
-from openrouter_site.inputs import int_text
 
 from . import fees, money, selectors, services, stripe_client
 from .crypto import SimulatedCryptoProcessor, crypto_enabled, crypto_processor
@@ -231,35 +229,3 @@ def crypto_simulated_page(request: HttpRequest, charge_id: str) -> HttpResponse:
         return redirect("billing:credits")
     context = {"charge_id": charge_id, "charge": charge, "total": money.cents_to_usd_string(charge["amount_cents"])}
     return render(request, "billing/crypto_simulated.html", context)
-
-
-# --- Support: any account's ledger (staff only) --------------------------------------------------------
-
-
-@staff_member_required
-@require_GET
-def support_ledger(request: HttpRequest, account_id: int | None = None) -> HttpResponse:
-    query = request.GET.get("q", "")
-    if account_id is None and query:
-        found = selectors.account_find(query=query)
-        if found is not None:
-            return redirect("billing:support-ledger-account", account_id=found.id)
-        messages.error(request, f"No account matches {query!r}.")
-    context: dict = {"query": query}
-    if account_id is not None:
-        account = Account.objects.select_related("owner").filter(id=account_id).first()
-        if account is None:
-            raise Http404("No such account")
-        before = request.GET.get("before")
-        entries = selectors.ledger_entries(account_id=account.id, before_id=int_text(before or ""))
-        context |= {
-            "account": account,
-            "totals": selectors.account_totals(account_id=account.id),
-            "ledger_sum": selectors.ledger_sum(account_id=account.id),
-            "drift": selectors.ledger_drift(account_id=account.id),
-            "lots": list(account.credit_lots.order_by("created_at", "id")),
-            "purchases": selectors.purchase_rows(account=account),
-            "entries": entries,
-            "next_before": entries[-1].id if len(entries) == 200 else None,
-        }
-    return render(request, "billing/support_ledger.html", context)

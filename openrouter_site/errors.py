@@ -180,3 +180,12 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 def handler500(request: HttpRequest) -> HttpResponse:
     return error_response(ServerError())
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form posted without its CSRF token (or with a stale one): a clear message, nothing done."""
+    from django.shortcuts import render
+
+    if request.path.startswith("/api/"):
+        return error_response(Forbidden("CSRF verification failed"))
+    return render(request, "csrf_failure.html", {"reason": reason}, status=403)

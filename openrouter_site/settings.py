@@ -36,6 +36,8 @@ SECRET_KEY = secret_setting("SECRET_KEY", VAR_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "*").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# A form posted without a valid CSRF token gets a page that says so (nothing was done).
+CSRF_FAILURE_VIEW = "openrouter_site.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",
@@ -276,6 +278,9 @@ BILLING_EXPIRY_NOTICE_DAYS = int(os.environ.get("BILLING_EXPIRY_NOTICE_DAYS", "3
 # Auto top-up: declined attempts in a row before it is switched off, and the wait after one.
 BILLING_AUTO_TOPUP_MAX_FAILURES = int(os.environ.get("BILLING_AUTO_TOPUP_MAX_FAILURES", "3"))
 BILLING_AUTO_TOPUP_RETRY_SECONDS = int(os.environ.get("BILLING_AUTO_TOPUP_RETRY_SECONDS", "3600"))
+# Staff console: the largest credit adjustment one action may make (USD), for support and for leads.
+STAFF_SUPPORT_ADJUSTMENT_LIMIT_USD = os.environ.get("STAFF_SUPPORT_ADJUSTMENT_LIMIT_USD", "100")
+STAFF_LEAD_ADJUSTMENT_LIMIT_USD = os.environ.get("STAFF_LEAD_ADJUSTMENT_LIMIT_USD", "10000")
 
 # Stripe. With STRIPE_SECRET_KEY the real Stripe API is used; without it the platform talks to
 # a local Stripe server (localstripe, which `make run` starts) at STRIPE_API_BASE.

@@ -12,6 +12,7 @@ urlpatterns = [
     # The dashboard's pages so far are the credits pages; the home page leads there (or to sign-in).
     path("", RedirectView.as_view(url="/settings/credits", permanent=False), name="home"),
     path("", include("billing.page_urls")),
+    path("", include("accounts.staff.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -100,7 +100,9 @@ def _build() -> CatalogSnapshot:
     version = cache.get("catalog:version")
     models: dict[str, ModelEntry] = {}
     endpoints_by_model: dict[int, list[EndpointEntry]] = {}
-    rows = Endpoint.objects.filter(active=True, model__active=True).select_related("provider", "model")
+    rows = Endpoint.objects.filter(
+        active=True, model__active=True, outage=False, provider__outage=False  # staff-declared outages: down
+    ).select_related("provider", "model")
     for row in rows:
         base_url, api_key, simulated = provider_target(
             slug=row.provider.slug, base_url=row.provider.base_url, api_key_env=row.provider.api_key_env

@@ -25,6 +25,8 @@ class Provider(models.Model):
     zdr = models.BooleanField(default=False)
     # Whether aborting a stream stops generation (and billing) at this provider.
     supports_cancellation = models.BooleanField(default=True)
+    # Declared down by support staff: routing skips all its endpoints until cleared.
+    outage = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.slug
@@ -85,6 +87,8 @@ class Endpoint(models.Model):
     supports_implicit_caching = models.BooleanField(default=False)
     status = models.IntegerField(default=0)
     active = models.BooleanField(default=True)
+    # Declared down by support staff: routing skips it until cleared (the catalog file never sets it).
+    outage = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

@@ -83,6 +83,10 @@ def model_dict(model: Model) -> dict[str, Any]:
     return data
 
 
+# The endpoint status shown while support staff have declared an outage (OpenRouter's lowest status).
+ENDPOINT_STATUS_DOWN = -10
+
+
 def endpoint_dict(model: Model, endpoint: Endpoint, stats: EndpointStats | None = None) -> dict[str, Any]:
     """OpenRouter's ``PublicEndpoint``. Uptime (%) and performance (TTFT ms, tokens/s) are null until measured."""
     return {
@@ -97,7 +101,7 @@ def endpoint_dict(model: Model, endpoint: Endpoint, stats: EndpointStats | None 
         "max_completion_tokens": endpoint.max_completion_tokens,
         "max_prompt_tokens": endpoint.max_prompt_tokens,
         "supported_parameters": list(endpoint.supported_parameters),
-        "status": endpoint.status,
+        "status": ENDPOINT_STATUS_DOWN if endpoint.outage or endpoint.provider.outage else endpoint.status,
         "uptime_last_30m": stats.uptime_30m if stats else None,
         "uptime_last_5m": stats.uptime_5m if stats else None,
         "uptime_last_1d": stats.uptime_1d if stats else None,

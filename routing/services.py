@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from billing.money import MoneyError, usd_to_nanos
+from routing import catalog_cache
 from routing.models import Endpoint, Model, Provider
 
 DEFAULT_CATALOG_PATH = Path(__file__).resolve().parent / "catalog" / "default_catalog.json"
@@ -515,3 +516,19 @@ def _reasoning(check: _Checker, value: Any, where: str) -> dict | None:
     if value.get("default_effort") is not None and value["default_effort"] not in REASONING_EFFORTS:
         check.error(f"{where}.default_effort", f"must be one of {sorted(REASONING_EFFORTS)}")
     return value
+
+
+def catalog_outage_set(*, provider: Provider | None = None, endpoint: Endpoint | None = None, down: bool) -> None:
+    """Declare a provider (all its endpoints) or one endpoint down, or up again (the staff console).
+
+    Routing leaves it out of the catalog snapshot it plans from, and the endpoints API shows its
+    status as down; this process forgets its snapshot at once, others within
+    ``GATEWAY_CATALOG_CACHE_SECONDS`` (the catalog version is bumped for readers that watch it).
+    """
+    row = provider if provider is not None else endpoint
+    if row is None or (provider is not None and endpoint is not None):
+        raise ValueError("name a provider or an endpoint")
+    type(row).objects.filter(id=row.id).update(outage=down)
+    row.outage = down
+    transaction.on_commit(catalog_version_bump)
+    transaction.on_commit(catalog_cache.invalidate)

@@ -6,9 +6,11 @@ Counters (billing.counters) are told after the commit.
 
 One module a concern: ledger (grants, lot consumption, settling generations), holds,
 cards (billing profile, Stripe customer, saved card), purchases, reconcile, refunds,
-expiry, topup (auto top-up), webhook_events, dead_letters (settlements that could not be written). Every public name is importable from here.
+expiry, topup (auto top-up), webhook_events, dead_letters (settlements that could not be written),
+adjustments (support staff). Every public name is importable from here.
 """
 
+from .adjustments import credits_adjust
 from .cards import billing_profile_ensure, card_setup_complete, card_setup_start, stripe_customer_ensure
 from .dead_letters import settlement_dead_letter_record
 from .expiry import lots_expire, lots_expiry_notify
@@ -30,7 +32,7 @@ from .purchases import (
 )
 from .reconcile import purchases_reconcile
 from .refunds import purchase_refund, refund_reverse, refund_succeed
-from .topup import auto_topup_configure, auto_topup_maybe_trigger
+from .topup import auto_topup_configure, auto_topup_maybe_trigger, auto_topup_pause, auto_topup_resume
 from .webhook_events import webhook_event_process, webhook_event_record
 
 __all__ = [
@@ -40,10 +42,13 @@ __all__ = [
     "auto_topup_charge",
     "auto_topup_configure",
     "auto_topup_maybe_trigger",
+    "auto_topup_pause",
+    "auto_topup_resume",
     "billing_profile_ensure",
     "card_purchase_start",
     "card_setup_complete",
     "card_setup_start",
+    "credits_adjust",
     "credits_grant",
     "crypto_purchase_start",
     "generations_settle",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,8 +22,17 @@ from .ledger import ledger_move
 logger = logging.getLogger("openrouter.billing")
 
 
-def purchase_refund(*, account: Account, purchase_id: int) -> Refund:
+def purchase_refund(
+    *,
+    account: Account,
+    purchase_id: int,
+    ignore_window: bool = False,
+    on_reserve: Callable[[Refund], None] | None = None,
+) -> Refund:
     """Refund the unused credits of a card purchase, within 24 hours; the fee is not refunded.
+
+    ``ignore_window`` is a support lead's exception to the 24 hours; ``on_reserve(refund)`` runs
+    inside the transaction that takes the credits out (the staff console's audit entry).
 
     1. hold the refundable amount in the counters (running requests keep what they hold);
     2. in one transaction take it out of the lot and the balance (ledger entry) and record a
@@ -33,7 +43,7 @@ def purchase_refund(*, account: Account, purchase_id: int) -> Refund:
     if purchase is None:
         raise NotFound("No such purchase")
     now = timezone.now()
-    refusal = refund_refusal(purchase=purchase, now=now)
+    refusal = refund_refusal(purchase=purchase, now=now, ignore_window=ignore_window)
     if refusal:
         raise RefundRefused(refusal)
     wanted = money.cents_to_nanos(money.nanos_to_cents_floor(purchase.lot.remaining))
@@ -41,7 +51,7 @@ def purchase_refund(*, account: Account, purchase_id: int) -> Refund:
     if held <= 0:
         raise RefundRefused("Running requests are using these credits right now; try again when they have finished.")
     try:
-        refund = _refund_reserve(purchase_id=purchase.id, limit=held)
+        refund = _refund_reserve(purchase_id=purchase.id, limit=held, ignore_window=ignore_window, on_reserve=on_reserve)
     except BaseException:
         hold_settle(account_id=account.id, held=held, charged=0)
         raise
@@ -66,12 +76,14 @@ def purchase_refund(*, account: Account, purchase_id: int) -> Refund:
     return refund_succeed(refund_id=refund.id, stripe_refund_id=info.id)
 
 
-def _refund_reserve(*, purchase_id: int, limit: int) -> Refund:
+def _refund_reserve(
+    *, purchase_id: int, limit: int, ignore_window: bool = False, on_reserve: Callable[[Refund], None] | None = None
+) -> Refund:
     with transaction.atomic():
         purchase = Purchase.objects.select_for_update().get(id=purchase_id)
         Account.objects.select_for_update().get(id=purchase.account_id)
         lot = CreditLot.objects.select_for_update().get(purchase=purchase)
-        refusal = refund_refusal(purchase=purchase, now=timezone.now(), lot=lot)
+        refusal = refund_refusal(purchase=purchase, now=timezone.now(), lot=lot, ignore_window=ignore_window)
         if refusal:
             raise RefundRefused(refusal)
         cents = money.nanos_to_cents_floor(min(limit, lot.remaining))
@@ -89,6 +101,8 @@ def _refund_reserve(*, purchase_id: int, limit: int) -> Refund:
             reference=purchase.stripe_payment_intent_id or "",
             purchased=True,
         )
+        if on_reserve is not None:
+            on_reserve(refund)
     logger.info("refund %s of purchase %s: %s cents reserved", refund.id, purchase.id, cents)
     return refund
 

@@ -94,3 +94,30 @@ def auto_topup_failed(*, purchase: Purchase, reason: str, counts: bool) -> None:
             transaction.on_commit(lambda: notifications.auto_topup_disabled_send(account_id=account_id), robust=True)
             logger.warning("account %s: auto top-up disabled after %s failures", account_id, profile.auto_topup_failures)
     profile.save()
+
+
+def auto_topup_pause(*, account: Account, reason: str) -> BillingProfile:
+    """Support: switch auto top-up off (e.g. a card that keeps failing), saying why on the credits page."""
+    with transaction.atomic():
+        profile = billing_profile_ensure(account=account)
+        profile = BillingProfile.objects.select_for_update().get(id=profile.id)
+        profile.auto_topup_enabled = False
+        profile.auto_topup_disabled_reason = reason[:300]
+        profile.save(update_fields=["auto_topup_enabled", "auto_topup_disabled_reason"])
+    return profile
+
+
+def auto_topup_resume(*, account: Account, reset_failures: bool = True) -> BillingProfile:
+    """Support: switch auto top-up back on (a saved card is required), clearing the count of declines."""
+    with transaction.atomic():
+        profile = billing_profile_ensure(account=account)
+        profile = BillingProfile.objects.select_for_update().get(id=profile.id)
+        if not profile.default_payment_method_id:
+            raise CardRequired("The account has no saved card; auto top-up cannot be turned on.")
+        profile.auto_topup_enabled = True
+        profile.auto_topup_disabled_reason = ""
+        if reset_failures:
+            profile.auto_topup_failures = 0
+            profile.auto_topup_retry_after = None
+        profile.save()
+    return profile
