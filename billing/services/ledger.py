@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Account, ApiKey
 from activity.models import Generation
 from activity.records import GenerationRecord
+from activity.services import rollups_apply
 
 from .. import money
 from ..counters import Settlement, counters, holds_release
@@ -162,7 +163,9 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
         live_keys = set(
             ApiKey.objects.filter(id__in={r.api_key_id for r in fresh if r.api_key_id}).values_list("id", flat=True)
         )
-        _insert_generations([r for r in fresh if r.account_id in balances], live_keys)
+        inserted = [r for r in fresh if r.account_id in balances]
+        _insert_generations(inserted, live_keys)
+        rollups_apply(rows=inserted, live_keys=live_keys)  # activity's roll-ups, same transaction (issue 8)
         LedgerEntry.objects.bulk_create(entries, batch_size=500)
         settlements = [
             Settlement(

@@ -1,0 +1,121 @@
+"""Writes of the activity app: the usage roll-ups.
+
+``rollups_apply`` is called once per batch of inserted generations, inside the transaction that
+inserts them (option (a) of issue 8: exact by construction, no second pass). It adds the batch's
+sums to the hourly and daily roll-up rows with one ``INSERT ... ON CONFLICT DO UPDATE`` per table
+(PostgreSQL and SQLite both speak it), in a fixed key order so two batches never deadlock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Protocol
+
+from django.db import connection
+
+from .models import UsageDaily, UsageHourly
+
+SUMS = ("requests", "cost", "byok_cost", "tokens_prompt", "tokens_completion", "tokens_reasoning", "tokens_cached", "errors")
+KEYS = ("account_id", "bucket", "model", "provider_name", "api_key_id", "endpoint_id")
+
+
+class GenerationLike(Protocol):
+    account_id: int
+    api_key_id: int | None
+    created_at: dt.datetime
+    model: str
+    provider_name: str
+    cost: int
+    upstream_cost: int
+    is_byok: bool
+    tokens_prompt: int
+    tokens_completion: int
+    tokens_reasoning: int
+    tokens_cached: int
+    finish_reason: str | None
+    endpoint_id: int | None
+
+
+def is_error(finish_reason: str | None) -> bool:
+    return finish_reason == "error"
+
+
+def rollup_key(*, account_id: int, created_at: dt.datetime, model: str, provider_name: str, api_key_id: int | None,
+               endpoint_id: int | None, day: bool) -> tuple:
+    created_at = created_at.astimezone(dt.UTC)
+    bucket = created_at.replace(minute=0, second=0, microsecond=0)
+    if day:
+        bucket = bucket.replace(hour=0)
+    return (account_id, bucket, model[:160], provider_name[:120], api_key_id or 0, endpoint_id or 0)
+
+
+def rollups_apply(*, rows: Iterable[GenerationLike], live_keys: set[int] | None = None) -> int:
+    """Add freshly inserted generations to the roll-ups. Call inside the inserting transaction.
+
+    ``live_keys``: the key ids the insert kept (others were stored as NULL, so they roll up as 0).
+    Returns how many roll-up rows were touched.
+    """
+    hourly: dict[tuple, list[int]] = {}
+    daily: dict[tuple, list[int]] = {}
+    for r in rows:
+        key_id = r.api_key_id if r.api_key_id and (live_keys is None or r.api_key_id in live_keys) else 0
+        sums = (
+            1, r.cost, r.upstream_cost if r.is_byok else 0, r.tokens_prompt, r.tokens_completion, r.tokens_reasoning,
+            r.tokens_cached, 1 if is_error(r.finish_reason) else 0,
+        )
+        for target, day in ((hourly, False), (daily, True)):
+            key = rollup_key(account_id=r.account_id, created_at=r.created_at, model=r.model,
+                             provider_name=r.provider_name, api_key_id=key_id, endpoint_id=r.endpoint_id, day=day)
+            acc = target.get(key)
+            if acc is None:
+                target[key] = list(sums)
+            else:
+                for i, value in enumerate(sums):
+                    acc[i] += value
+    _upsert(UsageHourly._meta.db_table, hourly)
+    _upsert(UsageDaily._meta.db_table, daily)
+    return len(hourly) + len(daily)
+
+
+def _upsert(table: str, sums: dict[tuple, list[int]]) -> None:
+    if not sums:
+        return
+    columns = (*KEYS, *SUMS)
+    placeholders = ", ".join(["%s"] * len(columns))
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUMS)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"ON CONFLICT (account_id, bucket, model, provider_name, api_key_id, endpoint_id) DO UPDATE SET {updates}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        (key[0], adapt(key[1]), *key[2:], *values)
+        for key, values in sorted(sums.items(), key=lambda item: (item[0][0], item[0][1], *item[0][2:]))
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def rollups_rebuild(*, account_id: int) -> int:
+    """Recompute one account's roll-ups from its generations (repair after a failed check)."""
+    from django.db import transaction
+
+    from .models import Generation
+
+    with transaction.atomic():
+        UsageHourly.objects.filter(account_id=account_id).delete()
+        UsageDaily.objects.filter(account_id=account_id).delete()
+        fields = ("account_id", "api_key_id", "created_at", "model", "provider_name", "cost", "upstream_cost",
+                  "is_byok", "tokens_prompt", "tokens_completion", "tokens_reasoning", "tokens_cached", "finish_reason",
+                  "endpoint_id")
+        touched = 0
+        batch = []
+        for row in Generation.objects.filter(account_id=account_id).only(*[f for f in fields if f != "account_id"],
+                                                                          "account").iterator(chunk_size=5000):
+            batch.append(row)
+            if len(batch) >= 5000:
+                touched += rollups_apply(rows=batch)
+                batch = []
+        touched += rollups_apply(rows=batch)
+    return touched
