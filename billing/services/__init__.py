@@ -10,7 +10,8 @@ expiry, topup (auto top-up), webhook_events. Every public name is importable fro
 """
 
 from .cards import billing_profile_ensure, card_setup_complete, card_setup_start, stripe_customer_ensure
-from .expiry import lots_expire, lots_expiry_notify
+from .closing import account_delete
+from .expiry import lots_expire, lots_expiry_notify, lots_forfeit
 from .ledger import (
     LOT_LIFETIME,
     REFUND_WINDOW,
@@ -29,13 +30,15 @@ from .purchases import (
 )
 from .reconcile import purchases_reconcile
 from .refunds import purchase_refund, refund_reverse, refund_succeed
-from .topup import auto_topup_configure, auto_topup_maybe_trigger
+from .topup import auto_topup_cancel, auto_topup_configure, auto_topup_maybe_trigger
 from .webhook_events import webhook_event_process, webhook_event_record
 
 __all__ = [
     "LOT_LIFETIME",
     "REFUND_WINDOW",
     "CardPayment",
+    "account_delete",
+    "auto_topup_cancel",
     "auto_topup_charge",
     "auto_topup_configure",
     "auto_topup_maybe_trigger",
@@ -49,6 +52,7 @@ __all__ = [
     "lots_consume",
     "lots_expire",
     "lots_expiry_notify",
+    "lots_forfeit",
     "purchase_fail",
     "purchase_refund",
     "purchase_succeed",

@@ -89,3 +89,8 @@ def _auto_topup_failed(*, purchase: Purchase, reason: str, counts: bool) -> None
             transaction.on_commit(lambda: notifications.auto_topup_disabled_send(account_id=account_id), robust=True)
             logger.warning("account %s: auto top-up disabled after %s failures", account_id, profile.auto_topup_failures)
     profile.save()
+
+
+def auto_topup_cancel(*, account: Account, reason: str) -> None:
+    """Turn auto top-up off for good (the account was deleted)."""
+    BillingProfile.objects.filter(account=account).update(auto_topup_enabled=False, auto_topup_disabled_reason=reason[:300])
