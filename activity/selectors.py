@@ -331,3 +331,59 @@ def generations_page(
     return list(
         rows.defer("provider_responses", "user_agent", "http_referer").order_by("-created_at", "-id")[:limit]
     )
+
+
+# --- Roll-ups == raw rows -------------------------------------------------------------------------
+
+
+def rollups_drift(*, account_id: int | None = None, daily: bool = False) -> list[dict]:
+    """Roll-up rows that disagree with the generations they sum (empty when exact).
+
+    Compares every (account, bucket, model, provider, key, endpoint) group of the raw generations
+    with the hourly (or daily) roll-ups. A generation without a key and a roll-up row whose key was
+    deleted both count as key 0 (the key's generations had their key set to NULL).
+    """
+    from django.db.models.functions import TruncDay, TruncHour
+
+    from accounts.models import ApiKey
+
+    trunc = (TruncDay if daily else TruncHour)("created_at", tzinfo=dt.UTC)
+    raw = Generation.objects.all() if account_id is None else Generation.objects.filter(account_id=account_id)
+    table = UsageDaily if daily else UsageHourly
+    rolled = table.objects.all() if account_id is None else table.objects.filter(account_id=account_id)
+    sums = ("requests", "cost", "byok_cost", "tokens_prompt", "tokens_completion", "tokens_reasoning", "tokens_cached", "errors")
+
+    def key(account, bucket, model, provider, api_key, endpoint) -> tuple:
+        return (account, bucket.astimezone(dt.UTC), model, provider, api_key or 0, endpoint or 0)
+
+    expected: dict[tuple, list[int]] = {}
+    rows = (
+        raw.annotate(b=trunc)
+        .values("account_id", "b", "model", "provider_name", "api_key_id", "endpoint_id")
+        .annotate(
+            requests=Count("id"), cost=Sum("cost"), byok_cost=Sum("upstream_cost", filter=Q(is_byok=True)),
+            tokens_prompt=Sum("tokens_prompt"), tokens_completion=Sum("tokens_completion"),
+            tokens_reasoning=Sum("tokens_reasoning"), tokens_cached=Sum("tokens_cached"),
+            errors=Count("id", filter=Q(finish_reason="error")),
+        )
+        .order_by()
+    )
+    for row in rows.iterator(chunk_size=10_000):
+        k = key(row["account_id"], row["b"], row["model"], row["provider_name"], row["api_key_id"], row["endpoint_id"])
+        acc = expected.setdefault(k, [0] * len(sums))
+        for i, name in enumerate(sums):
+            acc[i] += row[name] or 0
+    live_keys = set(ApiKey.objects.values_list("id", flat=True))
+    actual: dict[tuple, list[int]] = {}
+    for row in rolled.values("account_id", "bucket", "model", "provider_name", "api_key_id", "endpoint_id", *sums).iterator(chunk_size=10_000):
+        api_key = row["api_key_id"] if row["api_key_id"] in live_keys else 0
+        k = key(row["account_id"], row["bucket"], row["model"], row["provider_name"], api_key, row["endpoint_id"])
+        acc = actual.setdefault(k, [0] * len(sums))
+        for i, name in enumerate(sums):
+            acc[i] += row[name]
+    drift = []
+    for k in expected.keys() | actual.keys():
+        want, have = expected.get(k, [0] * len(sums)), actual.get(k, [0] * len(sums))
+        if want != have:
+            drift.append({"group": k, "raw": dict(zip(sums, want, strict=True)), "rollup": dict(zip(sums, have, strict=True))})
+    return drift

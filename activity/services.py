@@ -78,23 +78,37 @@ def rollups_apply(*, rows: Iterable[GenerationLike], live_keys: set[int] | None 
     return len(hourly) + len(daily)
 
 
+UPSERT_CHUNK = 5000  # rows per statement
+PG_TYPES = ("bigint", "timestamptz", "text", "text", "bigint", "bigint", *["bigint"] * len(SUMS))
+
+
 def _upsert(table: str, sums: dict[tuple, list[int]]) -> None:
+    """Add ``sums`` to the roll-up rows, inserting the missing ones, in a fixed key order.
+
+    PostgreSQL: one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE`` per chunk (a
+    few parameters whatever the row count; keys are unique within a chunk). Others: executemany.
+    """
     if not sums:
         return
     columns = (*KEYS, *SUMS)
-    placeholders = ", ".join(["%s"] * len(columns))
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUMS)
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
-        f"ON CONFLICT (account_id, bucket, model, provider_name, api_key_id, endpoint_id) DO UPDATE SET {updates}"
-    )
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [
-        (key[0], adapt(key[1]), *key[2:], *values)
-        for key, values in sorted(sums.items(), key=lambda item: (item[0][0], item[0][1], *item[0][2:]))
-    ]
+    conflict = ", ".join(KEYS)
+    ordered = sorted(sums.items(), key=lambda item: (item[0][0], item[0][1], *item[0][2:]))
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{t}[]" for t in PG_TYPES)
+            sql = (
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+            )
+            for first in range(0, len(ordered), UPSERT_CHUNK):
+                rows = [(*key, *values) for key, values in ordered[first:first + UPSERT_CHUNK]]
+                cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        placeholders = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+        cursor.executemany(sql, [(key[0], adapt(key[1]), *key[2:], *values) for key, values in ordered])
 
 
 def rollups_rebuild(*, account_id: int) -> int:
@@ -119,3 +133,48 @@ def rollups_rebuild(*, account_id: int) -> int:
                 batch = []
         touched += rollups_apply(rows=batch)
     return touched
+
+
+SEED_COLUMNS = (
+    "id", "account_id", "api_key_id", "created_at", "api_type", "model", "requested_model", "provider_name",
+    "provider_slug", "endpoint_id", "upstream_id", "tokens_prompt", "tokens_completion", "tokens_reasoning",
+    "tokens_cached", "tokens_cache_write", "cost", "cost_prompt", "cost_completion", "upstream_cost", "cache_discount",
+    "is_byok", "latency_ms", "generation_time_ms", "first_token_ms", "finish_reason", "streamed", "cancelled",
+    "http_referer", "app_title", "user_agent", "external_user", "session_id", "provider_responses",
+)
+
+
+def generations_seed(*, records: list) -> int:
+    """Bulk-load synthetic generations (``manage.py seed_activity``) and roll them up through
+    ``rollups_apply``, in one transaction. PostgreSQL gets COPY; other databases executemany.
+    Records are ``activity.records.GenerationRecord``; no ledger entry is written (test data)."""
+    from django.db import transaction
+
+    from .models import Generation
+
+    table = Generation._meta.db_table
+    rows = [
+        (
+            r.id, r.account_id, r.api_key_id, r.created_at, r.api_type, r.model, r.requested_model, r.provider_name,
+            r.provider_slug, r.endpoint_id, "", r.tokens_prompt, r.tokens_completion, r.tokens_reasoning,
+            r.tokens_cached, 0, r.cost, r.cost_prompt, r.cost_completion, r.upstream_cost, 0, r.is_byok,
+            r.latency_ms, r.generation_time_ms, r.first_token_ms, r.finish_reason, r.streamed, r.cancelled,
+            "", r.app_title, "", "", "", "[]",
+        )
+        for r in records
+    ]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                with cursor.cursor.copy(f"COPY {table} ({', '.join(SEED_COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                adapt = connection.ops.adapt_datetimefield_value
+                placeholders = ", ".join(["%s"] * len(SEED_COLUMNS))
+                cursor.executemany(
+                    f"INSERT INTO {table} ({', '.join(SEED_COLUMNS)}) VALUES ({placeholders})",
+                    [(*row[:3], adapt(row[3]), *row[4:]) for row in rows],
+                )
+        rollups_apply(rows=records)
+    return len(rows)
