@@ -366,6 +366,17 @@ def _candidates(
     if prefs.data_collection == "deny":
         endpoints = keep([e for e in endpoints if not e.trains_on_data and not e.retains_prompts], PrivacyRestricted,
                          "No endpoints found matching your data policy (Data collection: deny).", "data_policy:training")
+    if prefs.only is not None:
+        only = prefs.only
+        endpoints = keep([e for e in endpoints if any(matches(n, e) for n in only)], ConstraintFiltered,
+                         f"No endpoints found for {model.slug} among the allowed providers.", "allowed_providers",
+                         f"provider.only {list(only)} matches no endpoint of {model.slug}")
+    if prefs.ignore:
+        ignore = prefs.ignore
+        endpoints = keep([e for e in endpoints if not any(matches(n, e) for n in ignore)], ConstraintFiltered,
+                         f"No endpoints found for {model.slug}: every provider is ignored.", "allowed_providers",
+                         f"provider.ignore {list(ignore)} excludes every endpoint of {model.slug}")
+    # The account's privacy defaults after the request's own lists: what they remove is privacy_restricted.
     if prefs.account_deny_training_paid or prefs.account_deny_training_free:
         def refused(e: EndpointEntry) -> bool:
             deny = prefs.account_deny_training_free if e.is_free else prefs.account_deny_training_paid
@@ -384,16 +395,6 @@ def _candidates(
         endpoints = keep([e for e in endpoints if e.provider_slug not in account_ignore], PrivacyRestricted,
                          f"No endpoints found for {model.slug}: your account ignores every provider.",
                          "data_policy:account_ignored_providers")
-    if prefs.only is not None:
-        only = prefs.only
-        endpoints = keep([e for e in endpoints if any(matches(n, e) for n in only)], ConstraintFiltered,
-                         f"No endpoints found for {model.slug} among the allowed providers.", "allowed_providers",
-                         f"provider.only {list(only)} matches no endpoint of {model.slug}")
-    if prefs.ignore:
-        ignore = prefs.ignore
-        endpoints = keep([e for e in endpoints if not any(matches(n, e) for n in ignore)], ConstraintFiltered,
-                         f"No endpoints found for {model.slug}: every provider is ignored.", "allowed_providers",
-                         f"provider.ignore {list(ignore)} excludes every endpoint of {model.slug}")
     if prefs.quantizations is not None:
         wanted = prefs.quantizations
         endpoints = keep([e for e in endpoints if (e.quantization or "unknown") in wanted], ConstraintFiltered,
