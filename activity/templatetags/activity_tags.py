@@ -11,7 +11,8 @@ register = template.Library()
 def metric(name: str, value) -> str:
     value = round(value or 0)
     if name == "spend":
-        return money.nanos_to_display(value, places=2 if abs(value) >= 10**9 else 4)
+        places = 2 if abs(value) >= 10**9 else 4 if abs(value) >= 10**7 else 6
+        return money.nanos_to_display(value, places=places)
     if value >= 10_000_000:
         return f"{value / 1_000_000:.1f}M"
     if value >= 10_000:

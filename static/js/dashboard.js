@@ -10,6 +10,12 @@
     return el ? JSON.parse(el.textContent) : null;
   }
 
+  function formatUsd(value) {
+    if (value === 0) return "0";
+    if (Math.abs(value) >= 1) return value.toFixed(2);
+    return Number(value.toPrecision(2)).toString();
+  }
+
   function drawCharts(root) {
     if (typeof window.Chart === "undefined") return;
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
@@ -28,7 +34,9 @@
           responsive: true, maintainAspectRatio: false, animation: false,
           plugins: { legend: { display: canvas.dataset.legend === "1", position: "bottom", labels: { boxWidth: 10 } } },
           scales: { x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 8 } },
-                    y: { stacked: true, beginAtZero: true, ticks: { maxTicksLimit: 5 } } }
+                    y: { stacked: true, beginAtZero: true, ticks: { maxTicksLimit: 5, callback: function (value) {
+                      return metric === "spend" ? "$" + formatUsd(value) : Number(value).toLocaleString();
+                    } } } }
         }
       });
     });
