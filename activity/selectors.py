@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
+from django.core.cache import cache
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncMinute, TruncMonth
 
 from .models import Generation, UsageDaily, UsageHourly
 
@@ -187,16 +189,16 @@ def usage_chart(
         filters["provider_name"] = provider
     rows = source.filter(**filters)
     if unit == "minute":
-        from django.db.models.functions import TruncMinute
-
         rows = rows.annotate(b=TruncMinute("created_at", tzinfo=dt.UTC)).values("b", group_field)
+    elif unit == "month":  # twelve buckets a group, summed by the database
+        rows = rows.annotate(b=TruncMonth("bucket", tzinfo=dt.UTC)).values("b", group_field)
     else:
         rows = rows.values(time_field, group_field)
     rows = _sums(rows, cost="cost", tokens=tokens, requests=requests)
     index = {start: i for i, start in enumerate(starts)}
     per_group: dict[object, dict[str, list[int]]] = {}
     for row in rows:
-        when = row["b"] if unit == "minute" else row[time_field]
+        when = row["b"] if unit in ("minute", "month") else row[time_field]
         when = when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
         if unit == "month":
             when = _month_of(when)
@@ -276,14 +278,21 @@ def usage_daily_rows(*, account_id: int, limit: int = 60) -> list[dict]:
     )
 
 
+FILTER_CHOICES_SECONDS = 300
+
+
 def usage_filter_choices(*, account_id: int) -> dict[str, list]:
-    """Models and providers the account used in the last year (the log's filter menus)."""
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=366)
-    rows = UsageDaily.objects.filter(account_id=account_id, bucket__gte=since)
-    return {
-        "models": sorted(set(rows.values_list("model", flat=True).distinct())),
-        "providers": sorted(p for p in set(rows.values_list("provider_name", flat=True).distinct()) if p),
-    }
+    """Models and providers the account used in the last year (the log's filter menus); cached a few
+    minutes per account (a model used for the first time shows up in the menu within that time)."""
+    cache_key = f"activity:choices:{account_id}"
+    choices = cache.get(cache_key)
+    if choices is None:
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(days=366)
+        rows = UsageDaily.objects.filter(account_id=account_id, bucket__gte=since)
+        pairs = set(rows.values_list("model", "provider_name").distinct())
+        choices = {"models": sorted({m for m, _ in pairs}), "providers": sorted({p for _, p in pairs if p})}
+        cache.set(cache_key, choices, FILTER_CHOICES_SECONDS)
+    return choices
 
 
 @dataclass(frozen=True)
@@ -322,12 +331,14 @@ def generations_page(
         rows = rows.filter(cancelled=True)
     elif filters.status == "ok":
         rows = rows.filter(cancelled=False).exclude(finish_reason="error")
+    # Keyset: (created_at, id) strictly before the cursor. The plain bound on created_at lets the index
+    # range start at the cursor (an OR alone would make the database filter every newer row).
     if before is not None:
         at, gen_id = before
-        rows = rows.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=gen_id))
+        rows = rows.filter(created_at__lte=at).filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=gen_id))
     if after is not None:
         at, gen_id = after
-        rows = rows.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=gen_id))
+        rows = rows.filter(created_at__gte=at).filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=gen_id))
     return list(
         rows.defer("provider_responses", "user_agent", "http_referer").order_by("-created_at", "-id")[:limit]
     )

@@ -24,7 +24,7 @@ from accounts.services import account_get_or_create_personal
 from billing.money import nanos_to_usd_number, nanos_to_usd_string
 
 from . import selectors
-from .presenters import generation_body
+from .presenters import generation_body, log_row
 
 LOG_PAGE = 50
 MAX_TEXT = 160
@@ -192,7 +192,7 @@ def activity_page(request: HttpRequest) -> HttpResponse:
         "keys": api_key_list(account=account),
         "choices": selectors.usage_filter_choices(account_id=account.id),
         "statuses": selectors.STATUSES,
-        "rows": rows,
+        "rows": [log_row(g) for g in rows],
         "first_page": before is None,
         "query": query.urlencode(),
         "next_query": next_query.urlencode() if next_query else None,
@@ -210,7 +210,7 @@ def activity_log(request: HttpRequest) -> HttpResponse:
     except BadQuery as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain")
     rows = selectors.generations_page(account_id=account.id, filters=filters, limit=LOG_PAGE)
-    return render(request, "activity/_log_rows.html", {"rows": rows})
+    return render(request, "activity/_log_rows.html", {"rows": [log_row(g) for g in rows]})
 
 
 @login_required
@@ -273,7 +273,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "spend_today": selectors.spend_since(account_id=account.id, since=today),
         "spend_month": selectors.spend_since(account_id=account.id, since=today.replace(day=1)),
         "chart": chart,
-        "recent": selectors.generations_page(account_id=account.id, filters=selectors.LogFilters(), limit=8),
+        "recent": [log_row(g) for g in selectors.generations_page(account_id=account.id, filters=selectors.LogFilters(), limit=8)],
         "has_keys": ApiKey.objects.filter(account=account, is_management=False).exists(),
         "base": request.build_absolute_uri("/").rstrip("/"),
     }

@@ -14,7 +14,7 @@ import string
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import ApiKey
 from accounts.services import account_get_or_create_personal, api_key_create, user_get_or_create
@@ -108,4 +108,8 @@ class Command(BaseCommand):
                 )
             written += generations_seed(records=records)
             self.stdout.write(f"{written:,} / {generations:,} generations ({time.monotonic() - started:.0f} s)")
+        if connection.vendor == "postgresql":  # fresh planner statistics, as autovacuum would give them later
+            with connection.cursor() as cursor:
+                for table in ("activity_generation", "activity_usagehourly", "activity_usagedaily"):
+                    cursor.execute(f"ANALYZE {table}")
         self.stdout.write(f"seeded {written:,} generations for {email} (account {account.id}) in {time.monotonic() - started:.0f} s")
