@@ -38,7 +38,15 @@ def _account(request: HttpRequest) -> Account:
     return selectors.account_for_user(user=request.user) or services.account_get_or_create_personal(user=request.user)
 
 
+def _no_nul(post) -> None:
+    """PostgreSQL cannot store NUL characters: refuse them up front (a message, not a 500)."""
+    if any("\x00" in value for values in post.lists() for value in values[1] if isinstance(value, str)):
+        raise FormError("The form contains a NUL character.")
+
+
 def _key_of(account: Account, key_hash: str) -> ApiKey:
+    if "\x00" in key_hash:
+        raise Http404("No such API key")
     api_key = ApiKey.objects.filter(hash=key_hash.lower()[:64], account=account).first()
     if api_key is None:
         raise Http404("No such API key")
@@ -49,6 +57,7 @@ def _key_of(account: Account, key_hash: str) -> ApiKey:
 
 
 def _name(post) -> str:
+    _no_nul(post)
     name = post.get("name", "").strip()
     if not name:
         raise FormError("Give the key a name.")
@@ -250,6 +259,7 @@ def byok_page(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "accounts/byok.html", context)
     try:
+        _no_nul(request.POST)
         provider = selectors.byok_provider_get(slug=request.POST.get("provider", "")[:64])
         if provider is None:
             raise FormError("Choose a provider.")

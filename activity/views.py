@@ -54,6 +54,8 @@ def _text(query, name: str) -> str:
     value = query.get(name, "").strip()
     if len(value) > MAX_TEXT:
         raise BadQuery(f"'{name}' is too long")
+    if "\x00" in value:
+        raise BadQuery(f"'{name}' contains a NUL character")
     return value
 
 
@@ -73,7 +75,7 @@ def _date(query, name: str) -> dt.date | None:
 def _key(query, account: Account) -> ApiKey | None:
     """``key`` is a key's hash (its public id); another account's or an unknown one is a 404."""
     raw = query.get("key", "").strip().lower()
-    if not raw:
+    if not raw or "\x00" in raw:
         return None
     api_key = ApiKey.objects.filter(hash=raw, account=account).first() if len(raw) == 64 else None
     if api_key is None:
@@ -85,6 +87,8 @@ def _cursor(raw: str) -> tuple[dt.datetime, str] | None:
     if not raw:
         return None
     at, _, gen_id = raw.partition("~")
+    if "\x00" in raw:
+        raise BadQuery("'before' is not a valid position in the log")
     try:
         when = dt.datetime.fromisoformat(at)
     except ValueError:
@@ -245,6 +249,8 @@ def activity_export(request: HttpRequest) -> HttpResponse:
 @require_GET
 def generation_page(request: HttpRequest, generation_id: str) -> HttpResponse:
     account = _account(request)
+    if "\x00" in generation_id:
+        raise Http404("No such generation")
     generation = selectors.generation_get(account_id=account.id, generation_id=generation_id[:64])
     if generation is None:
         raise Http404("No such generation")

@@ -139,6 +139,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def model_page(request: HttpRequest, author: str, slug: str) -> HttpResponse:
+    if "\x00" in author or "\x00" in slug:
+        raise Http404("No such model")
     model = selectors.model_endpoints(f"{author}/{slug}"[:200])
     if model is None:
         raise Http404("No such model")

@@ -107,7 +107,8 @@ def test_another_accounts_ids_are_404_on_every_page(owner, intruder):
 def test_unknown_ids_and_pages_are_html_404_but_api_stays_json(owner):
     client = owner["client"]
     for url in ["/activity/generations/gen-1-nope", "/settings/keys/" + "0" * 64, "/settings/byok/not-a-uuid/delete",
-                "/models/nobody/nothing", "/no/such/page"]:
+                "/models/nobody/nothing", "/no/such/page", "/activity/generations/gen-%00", "/settings/keys/%00",
+                "/models/a%00/b"]:
         response = client.get(url) if "delete" not in url else client.post(url)
         assert response.status_code == 404, url
         assert response["Content-Type"].startswith("text/html"), url
@@ -118,7 +119,8 @@ def test_unknown_ids_and_pages_are_html_404_but_api_stays_json(owner):
 @pytest.mark.parametrize(
     "query",
     ["period=2h", "group=colour", "since=yesterday", "since=2026-05-01&until=2026-04-01", "until=99999-01-01",
-     "status=weird", "before=garbage", "before=2026-01-01T00:00:00~", "model=" + "m" * 500],
+     "status=weird", "before=garbage", "before=2026-01-01T00:00:00~", "model=" + "m" * 500, "model=a%00b",
+     "provider=%00", "before=2026-01-01T00:00:00%2B00:00~gen%00x"],
 )
 def test_bad_activity_queries_are_400_with_a_message(owner, query):
     response = owner["client"].get(f"/activity?{query}")
@@ -141,6 +143,7 @@ def test_bad_activity_queries_are_400_with_a_message(owner, query):
         ({"name": "k", "limit_reset": "daily"}, "needs a credit limit"),
         ({"name": "k", "expires_at": "2001-01-01"}, "in the future"),
         ({"name": "k", "expires_at": "soon"}, "must be a date"),
+        ({"name": "nul\x00name"}, "NUL character"),
     ],
 )
 def test_bad_key_forms_show_a_message_and_save_nothing(owner, fields, message):
@@ -210,6 +213,7 @@ def test_byok_page_adds_reorders_and_deletes(owner):
     assert client.post("/settings/byok", {"provider": "nope", "key": "sk-x"}).status_code == 400
     assert client.post("/settings/byok", {"provider": provider.slug, "key": "  "}).status_code == 400
     assert client.post("/settings/byok", {"provider": provider.slug, "key": "sk-x", "mode": "sometimes"}).status_code == 400
+    assert client.post("/settings/byok", {"provider": provider.slug, "key": "sk-\x00x"}).status_code == 400
     assert client.post("/settings/byok", {"provider": provider.slug, "key": "sk-second-key-5678", "name": "second"}).status_code == 302
     second = ProviderKey.objects.get(name="second")
     assert "sk-second-key-5678" not in client.get("/settings/byok").content.decode()
