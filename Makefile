@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install run test bench lint check-ledger
+.PHONY: install run test bench bench-dashboard lint check-ledger
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ lint: install
 
 check-ledger: install
 	$(PY) manage.py check_ledger
+	$(PY) manage.py check_rollups
+
+# The dashboard at scale: seeds 1,000,000 generations for bench@example.com if missing (use PostgreSQL).
+bench-dashboard: install
+	$(PY) bench/dashboard.py $(BENCH_ARGS)

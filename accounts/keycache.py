@@ -32,6 +32,16 @@ class KeyInfo:
     creator_user_id: str | None
     purchased: int = 0  # nano-dollars of credits ever bought (free-model limits)
     include_byok_in_limit: bool = False  # BYOK usage counts against ``limit``
+    privacy: AccountPrivacy | None = None  # the account's routing defaults (settings page)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPrivacy:
+    allow_training_paid: bool = True
+    allow_training_free: bool = True
+    zdr_only: bool = False
+    allowed_providers: tuple[str, ...] = ()
+    ignored_providers: tuple[str, ...] = ()
 
 
 def _load(key_hash: str) -> KeyInfo | None:
@@ -51,6 +61,11 @@ def _load(key_hash: str) -> KeyInfo | None:
             "account__allow_training_discount",
             "account__total_purchased",
             "include_byok_in_limit",
+            "account__allow_training_paid",
+            "account__allow_training_free",
+            "account__zdr_only",
+            "account__allowed_providers",
+            "account__ignored_providers",
         )
         .first()
     )
@@ -70,6 +85,13 @@ def _load(key_hash: str) -> KeyInfo | None:
         creator_user_id=row["account__public_id"],
         purchased=row["account__total_purchased"],
         include_byok_in_limit=row["include_byok_in_limit"],
+        privacy=AccountPrivacy(
+            allow_training_paid=row["account__allow_training_paid"],
+            allow_training_free=row["account__allow_training_free"],
+            zdr_only=row["account__zdr_only"],
+            allowed_providers=tuple(row["account__allowed_providers"] or ()),
+            ignored_providers=tuple(row["account__ignored_providers"] or ()),
+        ),
     )
 
 

@@ -32,7 +32,15 @@ class Account(models.Model):
     total_purchased = models.BigIntegerField(default=0)
     # "Allow use of my inputs/outputs": 1% discount on usage.
     allow_training_discount = models.BooleanField(default=False)
+    # Privacy defaults the routing engine applies to every request of the account (settings page);
+    # a request's own ``provider`` object can narrow them, never widen them.
+    allow_training_paid = models.BooleanField(default=True)  # endpoints of paid models that may train on prompts
+    allow_training_free = models.BooleanField(default=True)  # the same for free endpoints
+    zdr_only = models.BooleanField(default=False)  # zero-data-retention endpoints only
+    allowed_providers = models.JSONField(default=list, blank=True)  # provider slugs; empty: all
+    ignored_providers = models.JSONField(default=list, blank=True)  # provider slugs never used
     created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)  # deleted by its owner; kept for the ledger
 
     class Meta:
         constraints = [

@@ -205,3 +205,107 @@ def provider_keys_reencrypt() -> int:
             row.save(update_fields=["encrypted_key"])
             changed += 1
     return changed
+
+
+def account_privacy_update(
+    *,
+    account: Account,
+    allow_training_paid: bool,
+    allow_training_free: bool,
+    zdr_only: bool,
+    allowed_providers: list[str],
+    ignored_providers: list[str],
+    allow_training_discount: bool,
+) -> Account:
+    """The account's privacy defaults (routing applies them to every request) and the 1% logging discount."""
+    account.allow_training_paid = allow_training_paid
+    account.allow_training_free = allow_training_free
+    account.zdr_only = zdr_only
+    account.allowed_providers = sorted(set(allowed_providers))
+    account.ignored_providers = sorted(set(ignored_providers))
+    account.allow_training_discount = allow_training_discount
+    account.save(
+        update_fields=[
+            "allow_training_paid", "allow_training_free", "zdr_only", "allowed_providers", "ignored_providers",
+            "allow_training_discount",
+        ]
+    )
+    account_id = account.id
+    transaction.on_commit(lambda: keycache.invalidate_account(account_id))
+    return account
+
+
+def user_sessions_end(*, user, keep_session_key: str | None = None) -> int:
+    """Sign the user out of every browser session but ``keep_session_key`` (database sessions)."""
+    from django.contrib.sessions.models import Session
+
+    ended = 0
+    user_id = str(user.pk)
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.session_key == keep_session_key:
+            continue
+        if session.get_decoded().get("_auth_user_id") == user_id:
+            session.delete()
+            ended += 1
+    return ended
+
+
+def account_close(*, account: Account, user) -> None:
+    """The owner deletes the account: every key revoked, provider keys wiped, the user signed out
+    and deactivated, and the email freed so it can sign up again as a new account. The account row,
+    its ledger and generations stay (the ledger and the law need them). Credits and auto top-up are
+    billing's (``billing.services.account_delete`` calls this first)."""
+    from allauth.account.models import EmailAddress
+
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(id=account.id)
+        if locked.closed_at is not None:
+            return
+        now = timezone.now()
+        hashes = list(ApiKey.objects.filter(account=locked).values_list("hash", flat=True))
+        ApiKey.objects.filter(account=locked).update(disabled=True, updated_at=now)
+        ProviderKey.objects.filter(account=locked, deleted_at__isnull=True).update(
+            encrypted_key="", deleted_at=now, updated_at=now
+        )
+        locked.closed_at = now
+        locked.save(update_fields=["closed_at"])
+        EmailAddress.objects.filter(user=user).delete()
+        closed_name = f"deleted-{user.pk}-{int(now.timestamp())}@deleted.invalid"
+        user.email = closed_name
+        user.username = closed_name[:150]
+        user.is_active = False
+        user.set_unusable_password()
+        user.save(update_fields=["email", "username", "is_active", "password"])
+        account_id = locked.id
+
+        def forget() -> None:
+            for digest in hashes:
+                keycache.invalidate(digest)
+            byok_cache.invalidate(account_id)
+
+        transaction.on_commit(forget)
+    user_sessions_end(user=user)
+
+
+def provider_key_move(*, provider_key: ProviderKey, up: bool) -> None:
+    """Swap a provider key with its neighbour in its provider's order (same group: prioritized or fallback)."""
+    with transaction.atomic():
+        siblings = list(
+            ProviderKey.objects.select_for_update()
+            .filter(account_id=provider_key.account_id, provider_id=provider_key.provider_id,
+                    is_fallback=provider_key.is_fallback, deleted_at__isnull=True)
+            .order_by("sort_order", "created_at", "id")
+        )
+        index = next((i for i, k in enumerate(siblings) if k.id == provider_key.id), None)
+        if index is None:
+            return
+        other = index - 1 if up else index + 1
+        if not 0 <= other < len(siblings):
+            return
+        siblings[index], siblings[other] = siblings[other], siblings[index]
+        now = timezone.now()
+        for order, key in enumerate(siblings):
+            if key.sort_order != order:
+                ProviderKey.objects.filter(id=key.id).update(sort_order=order, updated_at=now)
+        account_id = provider_key.account_id
+        transaction.on_commit(lambda: byok_cache.invalidate(account_id))

@@ -76,7 +76,7 @@ class ActivityApi(APIView):
                         "endpoint_id": str(row["endpoint_id"] or ""),
                         "provider_name": row["provider_name"],
                         "usage": nanos_to_usd_number(row["usage"] or 0),
-                        "byok_usage_inference": 0.0,
+                        "byok_usage_inference": nanos_to_usd_number(row["byok_usage"] or 0),
                         "requests": row["requests"],
                         "prompt_tokens": row["prompt_tokens"] or 0,
                         "completion_tokens": row["completion_tokens"] or 0,

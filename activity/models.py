@@ -53,7 +53,58 @@ class Generation(models.Model):
         indexes = [
             models.Index(fields=["account", "created_at"]),
             models.Index(fields=["api_key", "created_at"]),
+            # The request log's keyset pages, filtered by model or provider.
+            models.Index(fields=["account", "model", "created_at"]),
+            models.Index(fields=["account", "provider_name", "created_at"]),
         ]
 
     def __str__(self) -> str:
         return self.id
+
+
+class UsageRollup(models.Model):
+    """Usage summed per account x time bucket x model x provider x key (the activity pages read these).
+
+    Kept exact by ``activity.services.rollups_apply`` in the same transaction that inserts the
+    generations; ``check_rollups`` compares them with the raw rows. ``api_key_id`` is 0 for
+    generations without a (live) key; a deleted key's rows are read as 0 too (its generations' key
+    becomes NULL), so no write is needed when a key goes.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    bucket = models.DateTimeField()  # start of the UTC hour (UsageHourly) or day (UsageDaily)
+    model = models.CharField(max_length=160)
+    provider_name = models.CharField(max_length=120)
+    api_key_id = models.BigIntegerField(default=0)
+    endpoint_id = models.BigIntegerField(default=0)  # the provider's endpoint (0: unknown); /activity reports it
+    requests = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0)  # nano-dollars charged
+    byok_cost = models.BigIntegerField(default=0)  # nano-dollars the provider charged BYOK requests (estimate)
+    tokens_prompt = models.BigIntegerField(default=0)
+    tokens_completion = models.BigIntegerField(default=0)
+    tokens_reasoning = models.BigIntegerField(default=0)
+    tokens_cached = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageHourly(UsageRollup):
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "bucket", "model", "provider_name", "api_key_id", "endpoint_id"],
+                name="usage_hourly_unique",
+            )
+        ]
+
+
+class UsageDaily(UsageRollup):
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "bucket", "model", "provider_name", "api_key_id", "endpoint_id"],
+                name="usage_daily_unique",
+            )
+        ]

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import Account
 from accounts.selectors import account_for_user
 from accounts.services import account_get_or_create_personal, account_settings_update
+from activity.selectors import usage_daily_rows
 from openrouter_site.errors import ApiError, NotFound, error_response
 
 from . import fees, money, selectors, services, stripe_client
@@ -80,7 +81,7 @@ def credits_page(request: HttpRequest) -> HttpResponse:
         "history": [row for row in rows if row.purchase.status != Purchase.Status.PENDING],
         "lots": selectors.lots_active(account=account),
         "expiring": selectors.lots_expiring(account=account, now=now),
-        "movements": selectors.ledger_movements(account_id=account.id),
+        "history_rows": _history_rows(account.id),
         "quote": fees.default_quote().as_dict(),
         "min_purchase": money.cents_to_display(low),
         "max_purchase": money.cents_to_display(high),
@@ -91,6 +92,21 @@ def credits_page(request: HttpRequest) -> HttpResponse:
         "max_failures": settings.BILLING_AUTO_TOPUP_MAX_FAILURES,
     }
     return render(request, "billing/credits.html", context)
+
+
+def _history_rows(account_id: int) -> list[dict]:
+    """Credits in and out (ledger entries other than usage) beside one usage row per UTC day, newest first."""
+    rows = [
+        {"at": e.created_at, "what": e.get_kind_display() + (f" · {e.memo}" if e.memo else ""), "amount": e.amount,
+         "balance_after": e.balance_after, "usage": False}
+        for e in selectors.ledger_movements(account_id=account_id)
+    ]
+    for day in usage_daily_rows(account_id=account_id):
+        if day["cost"]:
+            rows.append({"at": day["bucket"], "what": f"Usage · {day['requests']} request{'s' if day['requests'] != 1 else ''}",
+                         "amount": -day["cost"], "balance_after": None, "usage": True})
+    rows.sort(key=lambda r: r["at"], reverse=True)
+    return rows[:100]
 
 
 @login_required

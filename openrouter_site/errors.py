@@ -174,12 +174,38 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Http
     return error_response(_suspicious(exception) if exception is not None else BadRequest())
 
 
+def _is_api(request: HttpRequest) -> bool:
+    """JSON envelopes for the API; pages get an HTML error page in the site's layout."""
+    return request.path.startswith("/api/")
+
+
+def _html_error(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    from django.shortcuts import render
+
+    context = {"status": status, "title": title, "message": message}
+    try:
+        return render(request, "errors/error.html", context, status=status)
+    except Exception:  # the layout itself failed (e.g. the database is down): plain text, still no traceback
+        logger.exception("error page could not be rendered")
+        return HttpResponse(f"{status} {title}", status=status, content_type="text/plain")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return error_response(Forbidden())
+    return _html_error(request, 403, "Forbidden", "You do not have access to this page.")
+
+
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error_response(NotFound())
+    if _is_api(request):
+        return error_response(NotFound())
+    return _html_error(request, 404, "Not found", "There is no such page, or it is not yours.")
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
-    return error_response(ServerError())
+    if _is_api(request):
+        return error_response(ServerError())
+    return _html_error(request, 500, "Server error", "Something went wrong on our side; it has been logged.")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

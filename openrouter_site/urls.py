@@ -2,15 +2,19 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.views import serve as static_serve
 from django.urls import include, path, re_path
-from django.views.generic import RedirectView
+
+from activity import views as activity_views
 
 urlpatterns = [
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("accounts.urls")),
     path("api/v1/", include("billing.urls")),
     path("api/v1/", include("activity.urls")),
-    # The dashboard's pages so far are the credits pages; the home page leads there (or to sign-in).
-    path("", RedirectView.as_view(url="/settings/credits", permanent=False), name="home"),
+    # The dashboard (issue 8): home (landing or overview), activity, keys and settings, models, credits.
+    path("", activity_views.home, name="home"),
+    path("", include("activity.page_urls")),
+    path("", include("accounts.page_urls")),
+    path("", include("routing.page_urls")),
     path("", include("billing.page_urls")),
     path("", include("accounts.staff.urls")),
     path("accounts/", include("allauth.urls")),
@@ -22,5 +26,6 @@ if settings.SERVE_STATIC:
     urlpatterns.append(re_path(r"^static/(?P<path>.*)$", static_serve, {"insecure": True}))
 
 handler400 = "openrouter_site.errors.handler400"
+handler403 = "openrouter_site.errors.handler403"
 handler404 = "openrouter_site.errors.handler404"
 handler500 = "openrouter_site.errors.handler500"

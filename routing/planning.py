@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from accounts.keycache import KeyInfo, key_info
 from openrouter_site.errors import BadRequest
 
 from .catalog_cache import EndpointEntry, ModelEntry, catalog, model_lookup
 from .plugins import enabled_plugin
 from .routers import auto_route, free_route, has_images
-from .selection import ConstraintFiltered, plan_route, preferences_parse
+from .selection import ConstraintFiltered, ProviderPreferences, plan_route, preferences_parse
 from .stats import health_snapshot
 from .sticky import conversation_key, sticky_get
 
@@ -97,6 +98,21 @@ def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[Mo
     return kept
 
 
+def with_account_privacy(preferences: ProviderPreferences, key: KeyInfo | None) -> ProviderPreferences:
+    """The account's privacy defaults (from the cached key info) narrow the request's preferences."""
+    privacy = key.privacy if key is not None else None
+    if privacy is None:
+        return preferences
+    return dataclasses.replace(
+        preferences,
+        zdr=preferences.zdr or privacy.zdr_only,
+        account_deny_training_paid=not privacy.allow_training_paid,
+        account_deny_training_free=not privacy.allow_training_free,
+        account_only=privacy.allowed_providers or None,
+        account_ignore=privacy.ignored_providers,
+    )
+
+
 async def plan_request(
     *, body: dict, requested: str, kind: str, account_id: int, key_hash: str, session_id: str,
     max_tokens: int | None = None,
@@ -117,7 +133,8 @@ async def plan_request(
         if all(m.slug != model.slug for m in models):
             models.append(model)
     models = _with_modalities(models, body, kind)
-    preferences = preferences_parse(body.get("provider"), route=body.get("route"))
+    preferences = with_account_privacy(preferences_parse(body.get("provider"), route=body.get("route")),
+                                       await key_info(key_hash))
     sticky_key = conversation_key(account_id=account_id, model=models[0].slug, body=body, session_id=session_id)
     sticky_id = None if preferences.order else await sticky_get(sticky_key)
     route = plan_route(

@@ -172,6 +172,11 @@ class ProviderPreferences:
     max_price: MaxPrice | None = None
     preferred_min_throughput: tuple[tuple[str, float], ...] = ()  # (percentile, tokens/s)
     preferred_max_latency_ms: tuple[tuple[str, float], ...] = ()  # (percentile, ms)
+    # The account's privacy defaults (settings page), merged in by planning; a request cannot widen them.
+    account_deny_training_paid: bool = False
+    account_deny_training_free: bool = False
+    account_only: tuple[str, ...] | None = None
+    account_ignore: tuple[str, ...] = ()
 
 
 DEFAULT_PREFERENCES = ProviderPreferences()
@@ -371,6 +376,25 @@ def _candidates(
         endpoints = keep([e for e in endpoints if not any(matches(n, e) for n in ignore)], ConstraintFiltered,
                          f"No endpoints found for {model.slug}: every provider is ignored.", "allowed_providers",
                          f"provider.ignore {list(ignore)} excludes every endpoint of {model.slug}")
+    # The account's privacy defaults after the request's own lists: what they remove is privacy_restricted.
+    if prefs.account_deny_training_paid or prefs.account_deny_training_free:
+        def refused(e: EndpointEntry) -> bool:
+            deny = prefs.account_deny_training_free if e.is_free else prefs.account_deny_training_paid
+            return deny and e.trains_on_data
+
+        endpoints = keep([e for e in endpoints if not refused(e)], PrivacyRestricted,
+                         "No endpoints found matching your data policy (account setting: no training on prompts).",
+                         "data_policy:account_training")
+    if prefs.account_only is not None:
+        account_only = prefs.account_only
+        endpoints = keep([e for e in endpoints if e.provider_slug in account_only], PrivacyRestricted,
+                         f"No endpoints found for {model.slug} among your account's allowed providers.",
+                         "data_policy:account_allowed_providers")
+    if prefs.account_ignore:
+        account_ignore = prefs.account_ignore
+        endpoints = keep([e for e in endpoints if e.provider_slug not in account_ignore], PrivacyRestricted,
+                         f"No endpoints found for {model.slug}: your account ignores every provider.",
+                         "data_policy:account_ignored_providers")
     if prefs.quantizations is not None:
         wanted = prefs.quantizations
         endpoints = keep([e for e in endpoints if (e.quantization or "unknown") in wanted], ConstraintFiltered,

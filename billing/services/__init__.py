@@ -12,8 +12,9 @@ adjustments (support staff). Every public name is importable from here.
 
 from .adjustments import credits_adjust
 from .cards import billing_profile_ensure, card_setup_complete, card_setup_start, stripe_customer_ensure
+from .closing import account_delete
 from .dead_letters import settlement_dead_letter_record
-from .expiry import lots_expire, lots_expiry_notify
+from .expiry import lots_expire, lots_expiry_notify, lots_forfeit
 from .ledger import (
     LOT_LIFETIME,
     REFUND_WINDOW,
@@ -32,13 +33,21 @@ from .purchases import (
 )
 from .reconcile import purchases_reconcile
 from .refunds import purchase_refund, refund_reverse, refund_succeed
-from .topup import auto_topup_configure, auto_topup_maybe_trigger, auto_topup_pause, auto_topup_resume
+from .topup import (
+    auto_topup_cancel,
+    auto_topup_configure,
+    auto_topup_maybe_trigger,
+    auto_topup_pause,
+    auto_topup_resume,
+)
 from .webhook_events import webhook_event_process, webhook_event_record
 
 __all__ = [
     "LOT_LIFETIME",
     "REFUND_WINDOW",
     "CardPayment",
+    "account_delete",
+    "auto_topup_cancel",
     "auto_topup_charge",
     "auto_topup_configure",
     "auto_topup_maybe_trigger",
@@ -55,6 +64,7 @@ __all__ = [
     "lots_consume",
     "lots_expire",
     "lots_expiry_notify",
+    "lots_forfeit",
     "purchase_fail",
     "purchase_refund",
     "purchase_succeed",

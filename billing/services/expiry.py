@@ -98,3 +98,38 @@ def lots_expiry_notify(*, now: dt.datetime | None = None) -> int:
             )
         sent += 1
     return sent
+
+
+def lots_forfeit(*, account_id: int, reason: str) -> int:
+    """Every lot's remainder leaves the account (it was deleted): one ADJUSTMENT entry per lot
+    (``forfeit:<lot id>``, idempotent), the lot closed. Credits held by still-running requests stay
+    until they settle; returns the nano-dollars forfeited."""
+    now = timezone.now()
+    total = 0
+    lots = CreditLot.objects.filter(account_id=account_id, expired_at__isnull=True).order_by("created_at", "id")
+    for lot_id, remaining in lots.values_list("id", "remaining"):
+        held = credits_hold(account_id=account_id, amount=remaining, whole_cents=False) if remaining else 0
+        amount = min(held, remaining)
+        try:
+            with transaction.atomic():
+                Account.objects.select_for_update().get(id=account_id)
+                lot = CreditLot.objects.select_for_update().get(id=lot_id)
+                if lot.expired_at is None:
+                    amount = min(amount, lot.remaining)
+                    if amount:
+                        ledger_move(
+                            account_id=account_id, lot=lot, amount=-amount, kind=LedgerEntry.Kind.ADJUSTMENT,
+                            idempotency_key=f"forfeit:{lot.id}", memo=reason[:300],
+                        )
+                    if amount == lot.remaining:
+                        CreditLot.objects.filter(id=lot.id).update(expired_at=now)
+                else:
+                    amount = 0
+        except BaseException:
+            if held:
+                hold_settle(account_id=account_id, held=held, charged=0)
+            raise
+        if held or amount:
+            hold_settle(account_id=account_id, held=held, charged=amount)
+        total += amount
+    return total

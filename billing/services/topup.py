@@ -121,3 +121,8 @@ def auto_topup_resume(*, account: Account, reset_failures: bool = True) -> Billi
             profile.auto_topup_retry_after = None
         profile.save()
     return profile
+
+
+def auto_topup_cancel(*, account: Account, reason: str) -> None:
+    """Turn auto top-up off for good (the account was deleted)."""
+    BillingProfile.objects.filter(account=account).update(auto_topup_enabled=False, auto_topup_disabled_reason=reason[:300])

@@ -105,7 +105,7 @@ def test_credits_page_shows_balance_purchases_receipts_and_refund_choices(stripe
     assert "Refund $10.00" in html and f"/settings/credits/purchases/{card.id}/refund" in html
     assert f"/settings/credits/receipts/{card.id}" in html
     assert "Pay with your saved visa card ending <b>4242</b>" in html
-    assert "Allow use of my inputs/outputs" in html and "Auto top-up" in html
+    assert "The 1% discount is off" in html and "/settings/privacy" in html and "Auto top-up" in html
     assert "Credits <b id=\"q-credits\">$10.00</b> + fee <b id=\"q-fee\">$0.80</b>" in html
 
     receipt = client.get(f"/settings/credits/receipts/{card.id}").content.decode()
@@ -259,6 +259,10 @@ def test_pending_purchase_status_is_visible(stripe_webhooks, live_server_url):
     assert (status["status"], status["method"], status["total"]) == ("pending", "crypto", "7.35")
 
 
-def test_home_page_leads_to_the_credits_page(client):
+def test_home_page_is_a_landing_page_signed_out_and_links_to_credits_signed_in(client):
     response = client.get("/")
-    assert response.status_code == 302 and response["Location"] == "/settings/credits"
+    assert response.status_code == 200 and b"/accounts/signup/" in response.content
+    account = make_account(credits="3")
+    signed = signed_in(account)
+    overview = signed.get("/")
+    assert overview.status_code == 200 and b"/settings/credits" in overview.content and b"$3.00" in overview.content
