@@ -40,6 +40,7 @@ def test_no_route_answers_hostile_input_with_a_5xx(gateway):
     who, ids = identities()
     baselines: dict = {}
     sent, failures = probe(gateway.url, who, routes(**ids), max_body=settings.GATEWAY_MAX_BODY_BYTES, baselines=baselines)
+    print(f"PROBE: {sent} hostile requests to {len(routes(**ids))} routes and 2 webhooks, {len(failures)} failures")
     report = "\n".join(str(f) for f in failures)
     assert not failures, f"{len(failures)} of {sent} hostile requests failed:\n{report}"
     # The valid bodies the fuzzing starts from are accepted, so the hostile fields reach deep code.
