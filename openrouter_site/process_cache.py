@@ -93,7 +93,9 @@ class InvalidatingCache(Generic[K, V]):
         self.epoch += 1
 
     def channel(self) -> str:
-        return f"{settings.COUNTER_PREFIX}:{self.name}:invalidate"
+        # Pub/sub ignores Redis database numbers: name the database, so deployments (or test runs)
+        # sharing one Redis server on different databases never invalidate each other's entries.
+        return f"{settings.COUNTER_PREFIX}:db{redis_database(settings.REDIS_URL)}:{self.name}:invalidate"
 
     def _ensure_listener(self) -> None:
         """One listener per process, on the running loop (restarted if that loop changed)."""
@@ -133,3 +135,15 @@ class InvalidatingCache(Generic[K, V]):
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
                 await asyncio.sleep(1)
+
+
+def redis_database(url: str | None) -> int:
+    """The database number a Redis URL selects (0 when it names none)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url or "")
+    path = parts.path.strip("/")
+    if path.isdigit():
+        return int(path)
+    db = parse_qs(parts.query).get("db", ["0"])[0]
+    return int(db) if db.isdigit() else 0
