@@ -4,6 +4,8 @@ from django.contrib.staticfiles.views import serve as static_serve
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from openrouter_site.metrics import metrics_view
+
 urlpatterns = [
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("accounts.urls")),
@@ -14,6 +16,7 @@ urlpatterns = [
     path("", include("billing.page_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),  # staff or METRICS_TOKEN only (openrouter_site/metrics.py)
 ]
 
 if settings.SERVE_STATIC:

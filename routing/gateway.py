@@ -35,6 +35,7 @@ from billing.byok import byok_fee, byok_request_count_incr
 from billing.counters import counters, limit_window
 from billing.pricing import Cost, Usage, usage_cost, worst_case_cost
 from billing.settlement import settlement_flush, settlement_submit
+from openrouter_site import metrics
 from openrouter_site.errors import (
     ApiError,
     Forbidden,
@@ -146,6 +147,7 @@ class Call:
         self.lock: asyncio.Lock | None = None
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.streaming_committed = False
+        self.upstream_seconds = 0.0  # time spent waiting for providers (metrics: the rest is overhead)
 
     @property
     def model_slug(self) -> str:
@@ -488,6 +490,12 @@ class Call:
                 "latency": int((time.monotonic() - started) * 1000),
                 "is_byok": attempt.is_byok,
             }
+        )
+        elapsed = time.monotonic() - started
+        self.upstream_seconds += elapsed
+        overhead = time.monotonic() - self.started - self.upstream_seconds if status == 200 else None
+        metrics.attempt_done(
+            attempt.endpoint.provider_slug, status, elapsed, fallback=len(self.attempts) > 1, overhead=overhead
         )
         key_fault = attempt.is_byok and status in BYOK_KEY_FAULTS
         if status != 200 and reached_provider and not key_fault:

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FREE_MODEL = "meta-llama/llama-3.3-70b-instruct:free"
+METRICS_TOKEN = "scale-out-scraper"
 
 
 def _database_url() -> str:
@@ -46,7 +47,7 @@ def _database_url() -> str:
 class GatewayProcess:
     """``uvicorn openrouter_site.asgi:application`` in its own process, on the test's database and Redis."""
 
-    def __init__(self, simulator_url: str, log: Path) -> None:
+    def __init__(self, simulator_url: str, log: Path, metrics_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/v1"
         env = {
@@ -61,6 +62,8 @@ class GatewayProcess:
             "SECRET_KEY": secrets.token_urlsafe(40),
             "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
             "CRYPTO_WEBHOOK_SECRET": secrets.token_hex(16),
+            "METRICS_DIR": str(metrics_dir),  # /metrics sums both processes
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
         cmd = [
             sys.executable,
@@ -104,7 +107,7 @@ def two_gateways(catalog, simulator, tmp_path):
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip("several gateway processes need PostgreSQL and REDIS_URL")
     simulator.reset()
-    servers = [GatewayProcess(simulator.url, tmp_path / f"gateway-{n}.log") for n in (1, 2)]
+    servers = [GatewayProcess(simulator.url, tmp_path / f"gateway-{n}.log", tmp_path) for n in (1, 2)]
     try:
         for server in servers:
             server.wait_ready()
@@ -230,6 +233,13 @@ def test_generations_from_both_processes_land_exactly_once(two_gateways):
     assert [r.status_code for r in responses] == [200] * 30
     served = {r.headers["x-generation-id"] for r in responses}
     assert len(served) == 30
+    time.sleep(1.5)  # each process writes its metrics every second; /metrics on either one sums both
+    for server in two_gateways:
+        text = httpx.get(
+            server.url.removesuffix("/api/v1") + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        ).text
+        line = 'http_requests_total{method="POST",route="/api/v1/chat/completions",status="200"}'
+        assert float(text.split(line, 1)[1].split()[0]) == 32  # 30 here and one warm-up request to each
     for server in two_gateways:
         server.stop()  # a clean shutdown writes whatever each writer still holds
     ids = _generations_written(bundle.account.id, 30)
