@@ -329,6 +329,12 @@ SETUPS = ("sqlite", "pg-redis")
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/openrouter_bench")
 BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 COUNTER_PREFIX = "bench"  # every Redis key the gateway writes starts with it; the reset deletes only those
+# Served as in production (DEBUG off), where the public development secrets are refused: this run's own.
+RUN_SECRETS = {
+    "SECRET_KEY": secrets.token_urlsafe(40),
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
+    "CRYPTO_WEBHOOK_SECRET": secrets.token_hex(16),
+}
 
 
 def gateway_env(setup: str, tmp: Path, upstream: str) -> dict[str, str]:
@@ -342,6 +348,7 @@ def gateway_env(setup: str, tmp: Path, upstream: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "openrouter_site.settings",
             "COUNTER_PREFIX": COUNTER_PREFIX,
             "DEBUG": "0",
+            **RUN_SECRETS,
         }
     )
     if setup == "pg-redis":
