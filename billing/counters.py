@@ -232,7 +232,7 @@ class RedisCounters:
         return scripts
 
     async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
-        client, hold_script, init_script = self._scripts()
+        client, _hold_script, init_script = self._scripts()
         if self._beat_due():
             await client.set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
             self._beat_at = time.monotonic()
@@ -243,8 +243,8 @@ class RedisCounters:
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
         for _ in range(5):
-            code, available = await hold_script(
-                keys=[bal, held, spent, kheld], args=[amount, limit_arg, WINDOW_TTL_SECONDS, self.process]
+            code, available = await redis_clients.script_client().evalsha(
+                _HOLD_LUA, [bal, held, spent, kheld], [amount, limit_arg, WINDOW_TTL_SECONDS, self.process]
             )
             if code == 1:
                 return HoldResult(True, None, int(available))
