@@ -493,10 +493,11 @@ class Call:
         )
         elapsed = time.monotonic() - started
         self.upstream_seconds += elapsed
-        overhead = time.monotonic() - self.started - self.upstream_seconds if status == 200 else None
-        metrics.attempt_done(
-            attempt.endpoint.provider_slug, status, elapsed, fallback=len(self.attempts) > 1, overhead=overhead
-        )
+        if reached_provider:
+            overhead = time.monotonic() - self.started - self.upstream_seconds if status == 200 else None
+            metrics.attempt_done(
+                attempt.endpoint.provider_slug, status, elapsed, fallback=len(self.attempts) > 1, overhead=overhead
+            )
         key_fault = attempt.is_byok and status in BYOK_KEY_FAULTS
         if status != 200 and reached_provider and not key_fault:
             stats_record(attempt.endpoint.id, ok=False, status=status if status else None)
