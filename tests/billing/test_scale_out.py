@@ -167,7 +167,6 @@ def test_a_burst_split_over_two_processes_never_overspends(two_gateways, simulat
     assert statuses.count(402) > 0, "the balance should not cover all forty requests"
     served = {r.json()["id"] for r in responses if r.status_code == 200}
     assert served
-    assert {n % 2 for n, r in enumerate(responses) if r.status_code == 200} == {0, 1}, "both processes served some"
 
     ids = _generations_written(bundle.account.id, len(served))
     assert sorted(ids) == sorted(served)  # each generation exactly once, whichever process served it
