@@ -1,20 +1,29 @@
-"""Benchmark the gateway against the upstream floor and LiteLLM's proxy, in one run.
+"""Benchmark the gateway against the upstream floor, Portkey's gateway and LiteLLM's proxy, in one run.
 
 Targets, one at a time, all against the same upstream (the provider simulator at zero delay,
 or ``bench/mock_upstream.py`` when the simulator is not there):
 
-* ``direct``          the upstream itself (the floor);
-* ``gateway-daphne``  the gateway's ASGI app served by Daphne;
-* ``gateway-uvicorn`` the same app served by uvicorn (uvloop + httptools);
-* ``litellm``         LiteLLM's proxy (``litellm[proxy]==1.108.7`` in ``.bench-venv``).
+* ``direct``              the upstream itself (the floor);
+* ``portkey``             Portkey's gateway (``@portkey-ai/gateway``, Node, one process; npm installs it
+                          into ``.bench-node`` when missing), sent to the upstream with
+                          ``x-portkey-provider: openai`` and ``x-portkey-custom-host``;
+* ``litellm``             LiteLLM's proxy (``litellm[proxy]==1.108.7`` in ``.bench-venv``, one worker);
+* ``gateway-daphne``      the gateway's ASGI app served by Daphne (one process);
+* ``gateway-uvicorn``     the same app served by uvicorn (uvloop + httptools, one process);
+* ``gateway-uvicorn-2p``  uvicorn with two worker processes (PostgreSQL + Redis only).
 
-Each target is measured non-streaming and streaming at concurrency 1 and 16 by
-``bench/load.py`` in its own process. A table is printed, raw figures go to
-``var/bench/results.json``, and the last line is::
+The gateway runs in two setups: ``sqlite`` (the embedded default: SQLite, in-process
+counters) and ``pg-redis`` (the deployed one: ``BENCH_DATABASE_URL``, default database
+``openrouter_bench``, recreated; ``BENCH_REDIS_URL``, default db 14, only keys under the
+``bench:`` prefix are touched). Each target is measured non-streaming and streaming at
+concurrency 1 and 16 by ``bench/load.py`` in its own process, and again with ``wrk``. A table
+is printed, raw figures go to ``var/bench/results.json``, and the last line is::
 
-    SUMMARY added_p50_ms=<x> stream_ttfb_added_p50_ms=<y> rps_c16=<z> litellm_rps_c16=<w>
+    SUMMARY added_p50_ms=<x> stream_ttfb_added_p50_ms=<y> rps_c16=<z> ... portkey_rps_c16=<v> litellm_rps_c16=<w>
 
-Run: ``.venv/bin/python bench/run.py [--only direct,gateway,litellm] [--duration 5]``.
+(uvicorn, one process, PostgreSQL + Redis). Everything started is stopped at the end.
+
+Run: ``.venv/bin/python bench/run.py [--only direct,portkey,gateway] [--setups pg-redis] [--duration 5]``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -49,7 +59,7 @@ HOST = "127.0.0.1"
 PROMPT = "Say hello in five words."
 CONCURRENCIES = (1, 16)
 MODES = ("non-stream", "stream")
-TARGETS = ("direct", "gateway-daphne", "gateway-uvicorn", "litellm")
+TARGETS = ("direct", "portkey", "litellm", "gateway-daphne", "gateway-uvicorn", "gateway-uvicorn-2p")
 DEFAULT_MODEL = "meta-llama/llama-3.3-70b-instruct"
 FALLBACK_PROVIDER = "deepinfra"
 UPSTREAM_KEY = "sk-bench-upstream"  # the simulator wants some bearer token, any will do
@@ -178,9 +188,9 @@ class Target:
         return json.dumps(payload)
 
 
-def probe(target: Target) -> None:
-    """Send one non-streaming and one streaming request; raise SetupError unless both are good."""
-    for stream in (False, True):
+def probe(target: Target, modes: tuple[str, ...] = ("non-stream", "stream")) -> None:
+    """Send one request per mode; raise SetupError unless each is good."""
+    for stream in (mode == "stream" for mode in modes):
         request = urllib.request.Request(
             target.url, data=target.body(stream).encode(), method="POST", headers={"Content-Type": "application/json"}
         )
@@ -224,16 +234,18 @@ def measure(target: Target, stream: bool, concurrency: int, opts: argparse.Names
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_target(target: Target, opts: argparse.Namespace) -> list[dict[str, Any]]:
-    """Probe ``target``, then measure every mode × concurrency (and wrk rows if asked)."""
-    probe(target)
+def measure_target(
+    target: Target, opts: argparse.Namespace, *, setup: str = "-", processes: int = 1, modes: tuple[str, ...] = MODES
+) -> list[dict[str, Any]]:
+    """Probe ``target``, then measure every mode × concurrency with each load generator."""
+    probe(target, modes)
     rows = []
-    tools = ("python", "wrk") if opts.wrk else ("python",)
-    for mode in MODES:
+    tools = ("python", "wrk") if opts.wrk and shutil.which("wrk") else ("python",)
+    for mode in modes:
         for concurrency in CONCURRENCIES:
             for tool in tools:
                 result = measure(target, mode == "stream", concurrency, opts, tool)
-                row = {"target": target.name, "mode": mode, **result}
+                row = {"target": target.name, "setup": setup, "procs": processes, "mode": mode, **result}
                 print(format_row(row), flush=True)
                 rows.append(row)
     return rows
@@ -312,44 +324,59 @@ def cheapest_endpoint(model: str) -> tuple[str, str] | None:
 
 # --- Gateway --------------------------------------------------------------------------------
 
+# The two setups measured: the embedded default, and the deployed one (PostgreSQL + Redis).
+SETUPS = ("sqlite", "pg-redis")
+BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/openrouter_bench")
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+COUNTER_PREFIX = "bench"  # every Redis key the gateway writes starts with it; the reset deletes only those
+# Served as in production (DEBUG off), where the public development secrets are refused: this run's own.
+RUN_SECRETS = {
+    "SECRET_KEY": secrets.token_urlsafe(40),
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
+    "CRYPTO_WEBHOOK_SECRET": secrets.token_hex(16),
+}
 
-def gateway_env(opts: argparse.Namespace, tmp: Path, upstream: str) -> dict[str, str]:
-    """The gateway's environment: isolated SQLite (or the bench Postgres/Redis), simulator URL."""
+
+def gateway_env(setup: str, tmp: Path, upstream: str) -> dict[str, str]:
+    """The gateway's environment: isolated SQLite, or the bench PostgreSQL database and Redis."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
     env.update(
         {
-            "SQLITE_PATH": str(tmp / "bench.sqlite3"),
+            "SQLITE_PATH": str(tmp / f"bench-{setup}.sqlite3"),
             "VAR_DIR": str(tmp),
             "PROVIDER_SIMULATOR_URL": upstream,
             "DJANGO_SETTINGS_MODULE": "openrouter_site.settings",
+            "COUNTER_PREFIX": COUNTER_PREFIX,
             "DEBUG": "0",
+            **RUN_SECRETS,
         }
     )
-    # DEBUG off refuses the public development secrets: this run's own, random.
-    for name in ("SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CRYPTO_WEBHOOK_SECRET"):
-        env.setdefault(name, secrets.token_urlsafe(48))
-    if opts.postgres:
-        env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/openrouter_bench"
-    if opts.redis:
-        env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+    if setup == "pg-redis":
+        env["DATABASE_URL"] = BENCH_DATABASE_URL
+        env["REDIS_URL"] = BENCH_REDIS_URL
     return env
 
 
 def reset_external_stores(env: dict[str, str]) -> None:
-    """Start from an empty bench database (Postgres) and an empty Redis db 14, when used."""
+    """Start from an empty bench database (PostgreSQL) and no bench keys in Redis, when used."""
     try:
         if "DATABASE_URL" in env:
             import psycopg
 
-            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS openrouter_bench WITH (FORCE)")
-                conn.execute("CREATE DATABASE openrouter_bench")
+            url = urlsplit(env["DATABASE_URL"])
+            name = url.path.lstrip("/")
+            admin = url._replace(scheme="postgresql", path="/postgres").geturl()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
         if "REDIS_URL" in env:
             import redis
 
-            redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+            client = redis.Redis.from_url(env["REDIS_URL"])
+            for key in client.scan_iter(f"{env.get('COUNTER_PREFIX', COUNTER_PREFIX)}:*", count=1000):
+                client.delete(key)
     except Exception as exc:  # any driver error means the service is not usable
-        raise SetupError(f"could not reset the bench Postgres/Redis: {exc}") from exc
+        raise SetupError(f"could not reset the bench PostgreSQL/Redis: {exc}") from exc
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -372,10 +399,12 @@ def prepare_gateway(env: dict[str, str]) -> str:
     return lines[-1].strip()
 
 
-def gateway_command(server_name: str, port: int) -> list[str]:
+def gateway_command(server_name: str, port: int, processes: int = 1) -> list[str]:
+    """The server's command line: Daphne, or uvicorn (uvloop + httptools) with ``processes`` workers."""
     app = "openrouter_site.asgi:application"
     if server_name == "daphne":
         return [PYTHON, "-m", "daphne", "-b", HOST, "-p", str(port), app]
+    workers = ["--workers", str(processes)] if processes > 1 else []
     return [
         PYTHON,
         "-m",
@@ -391,8 +420,51 @@ def gateway_command(server_name: str, port: int) -> list[str]:
         "--no-access-log",
         "--log-level",
         "warning",
+        *workers,
         app,
     ]
+
+
+# --- Portkey --------------------------------------------------------------------------------
+
+PORTKEY_VERSION = "1.15.2"
+NODE_DIR = ROOT / ".bench-node"  # npm installs Portkey's gateway here (ignored by git)
+PORTKEY_SCRIPT = NODE_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+
+
+def portkey_version() -> str | None:
+    manifest = PORTKEY_SCRIPT.parent.parent / "package.json"
+    try:
+        return json.loads(manifest.read_text()).get("version")
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_portkey() -> Path:
+    """Make sure .bench-node holds @portkey-ai/gateway@1.15.2 (npm install if not); return its start script."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise SetupError("node and npm are needed for Portkey's gateway (Debian: apt-get install nodejs npm)")
+    if portkey_version() != PORTKEY_VERSION:
+        print(f"installing @portkey-ai/gateway@{PORTKEY_VERSION} into {NODE_DIR} ...", flush=True)
+        NODE_DIR.mkdir(exist_ok=True)
+        done = subprocess.run(
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(NODE_DIR),
+                f"@portkey-ai/gateway@{PORTKEY_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or portkey_version() != PORTKEY_VERSION:
+            raise SetupError(f"npm install @portkey-ai/gateway@{PORTKEY_VERSION} failed: {done.stderr.strip()[-300:]}")
+    return PORTKEY_SCRIPT
 
 
 # --- LiteLLM --------------------------------------------------------------------------------
@@ -476,7 +548,7 @@ class Run:
     upstream_model: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
-    gateway_setup: str | SetupError | None = None  # the API key, or why the gateway could not be set up
+    keys: dict[str, str | SetupError] = field(default_factory=dict)  # per setup: the API key, or why not
 
     @property
     def direct_url(self) -> str:
@@ -494,27 +566,49 @@ class Run:
     def direct(self) -> list[dict[str, Any]]:
         return measure_target(Target("direct", self.direct_url, self.upstream_model, UPSTREAM_AUTH), self.opts)
 
-    def gateway_key(self) -> str:
-        """Prepare the gateway's database once (both servers share it); return the API key."""
-        if self.gateway_setup is None:
+    def gateway_key(self, setup: str) -> str:
+        """Prepare a setup's database once (its servers share it); return the API key."""
+        if setup not in self.keys:
             try:
-                self.gateway_setup = prepare_gateway(gateway_env(self.opts, self.tmp, self.upstream))
+                self.keys[setup] = prepare_gateway(gateway_env(setup, self.tmp, self.upstream))
             except SetupError as exc:
-                self.gateway_setup = exc
-        if isinstance(self.gateway_setup, SetupError):
-            raise self.gateway_setup
-        return self.gateway_setup
+                self.keys[setup] = exc
+        key = self.keys[setup]
+        if isinstance(key, SetupError):
+            raise key
+        return key
 
-    def gateway(self, server_name: str) -> list[dict[str, Any]]:
-        key = self.gateway_key()
+    def gateway(self, server_name: str, setup: str, processes: int = 1) -> list[dict[str, Any]]:
+        key = self.gateway_key(setup)
         port = free_port()
-        name = f"gateway-{server_name}"
+        name = f"gateway-{server_name}" + (f"-{processes}p" if processes > 1 else "")
         target = Target(
             name, f"http://{HOST}:{port}/api/v1/chat/completions", self.opts.model, (f"Authorization: Bearer {key}",)
         )
-        env = gateway_env(self.opts, self.tmp, self.upstream)
-        with server(self.procs, name, gateway_command(server_name, port), env, port):
-            return measure_target(target, self.opts)
+        env = gateway_env(setup, self.tmp, self.upstream)
+        with server(self.procs, name, gateway_command(server_name, port, processes), env, port):
+            if processes > 1:
+                time.sleep(2.0)  # every worker up and warm, not only the first
+            return measure_target(target, self.opts, setup=setup, processes=processes)
+
+    def portkey(self) -> list[dict[str, Any]]:
+        script = ensure_portkey()
+        port = free_port()
+        headers = (
+            *UPSTREAM_AUTH,
+            "x-portkey-provider: openai",
+            f"x-portkey-custom-host: {self.upstream}/p/{self.provider}/v1",
+        )
+        target = Target("portkey", f"http://{HOST}:{port}/v1/chat/completions", self.upstream_model, headers)
+        cmd = ["node", str(script), f"--port={port}", "--headless"]
+        with server(self.procs, "portkey", cmd, dict(os.environ), port, cwd=self.tmp):
+            try:
+                probe(target, ("stream",))
+                modes = MODES
+            except SetupError as exc:  # it fails streams against OpenAI-compatible custom hosts
+                print(f"! portkey: streaming not measured: {str(exc)[:160]}", flush=True)
+                modes = ("non-stream",)
+            return measure_target(target, self.opts, modes=modes)
 
     def litellm(self) -> list[dict[str, Any]]:
         cli = ensure_litellm()
@@ -545,38 +639,56 @@ class Run:
             self.provider = self.opts.provider
         print(
             f"upstream: {self.upstream_kind} at {self.upstream}, provider {self.provider}, "
-            f"model {self.opts.model} (upstream id {self.upstream_model})"
-            + ("" if found else " [not found in the catalog file; using defaults]"),
+            f"model {self.opts.model} (upstream id {self.upstream_model}); setups: {', '.join(self.opts.setups)}",
             flush=True,
         )
-        actions: dict[str, Callable[[], list[dict[str, Any]]]] = {
-            "direct": self.direct,
-            "gateway-daphne": lambda: self.gateway("daphne"),
-            "gateway-uvicorn": lambda: self.gateway("uvicorn"),
-            "litellm": self.litellm,
-        }
-        for name in selected_targets(self.opts):
-            self.attempt(name, actions[name])
+        for name, action in self.plan():
+            self.attempt(name, action)
+
+    def plan(self) -> list[tuple[str, Callable[[], list[dict[str, Any]]]]]:
+        """(label, measurement) in the order they run; gateways once per setup."""
+        wanted = selected_targets(self.opts)
+        steps: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = []
+        for name in wanted:
+            if name == "direct":
+                steps.append(("direct", self.direct))
+            elif name == "portkey":
+                steps.append(("portkey", self.portkey))
+            elif name == "litellm":
+                steps.append(("litellm", self.litellm))
+        for setup in self.opts.setups:
+            for name in wanted:
+                if name == "gateway-daphne":
+                    steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("daphne", s)))
+                elif name == "gateway-uvicorn":
+                    steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("uvicorn", s)))
+                elif name == "gateway-uvicorn-2p" and setup == "pg-redis":  # several processes need Redis
+                    steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("uvicorn", s, processes=2)))
+        return steps
 
 
 def selected_targets(opts: argparse.Namespace) -> list[str]:
-    """Targets to run, in the fixed order, from --only and --skip-litellm."""
+    """Targets to run, in the fixed order, from --only, --skip-litellm and --skip-portkey."""
     wanted = {t.strip() for t in opts.only.split(",") if t.strip()} if opts.only else set(TARGETS)
     expanded = set()
     for name in wanted:
         matches = [t for t in TARGETS if t == name or t.startswith(name + "-")]
         if not matches:
-            raise SystemExit(f"unknown target {name!r}; choose from direct, gateway, {', '.join(TARGETS[1:])}")
+            raise SystemExit(f"unknown target {name!r}; choose from {', '.join(TARGETS)} or gateway (all three)")
         expanded.update(matches)
     if opts.skip_litellm:
         expanded.discard("litellm")
+    if opts.skip_portkey:
+        expanded.discard("portkey")
     return [t for t in TARGETS if t in expanded]
 
 
 # --- Report ---------------------------------------------------------------------------------
 
 COLUMNS = (
-    ("target", 16, "target"),
+    ("target", 18, "target"),
+    ("setup", 8, "setup"),
+    ("procs", 5, "procs"),
     ("mode", 10, "mode"),
     ("c", 3, "concurrency"),
     ("tool", 6, "tool"),
@@ -587,6 +699,7 @@ COLUMNS = (
     ("req/s", 9, "rps"),
     ("errors", 6, "errors"),
 )
+LEFT_COLUMNS = 6
 
 
 def cell(value: Any) -> str:
@@ -601,25 +714,62 @@ def format_row(row: dict[str, Any]) -> str:
     parts = []
     for index, (_, width, key) in enumerate(COLUMNS):
         text = cell(row.get(key))
-        parts.append(text.ljust(width) if index < 4 else text.rjust(width))
+        parts.append(text.ljust(width) if index < LEFT_COLUMNS else text.rjust(width))
     return "  ".join(parts)
 
 
 def print_table(rows: list[dict[str, Any]], failures: dict[str, str]) -> None:
-    header = "  ".join(title.ljust(w) if i < 4 else title.rjust(w) for i, (title, w, _) in enumerate(COLUMNS))
+    header = "  ".join(
+        title.ljust(w) if i < LEFT_COLUMNS else title.rjust(w) for i, (title, w, _) in enumerate(COLUMNS)
+    )
     print("\n" + header + "\n" + "-" * len(header))
     order = {name: i for i, name in enumerate(TARGETS)}
-    for row in sorted(rows, key=lambda r: (MODES.index(r["mode"]), r["concurrency"], order[r["target"]], r["tool"])):
+    setups = {"-": 0, "sqlite": 1, "pg-redis": 2}
+
+    def key(r: dict[str, Any]) -> tuple:
+        return MODES.index(r["mode"]), r["concurrency"], setups[r["setup"]], order[r["target"]], r["tool"]
+
+    for row in sorted(rows, key=key):
         print(format_row(row))
     for name, reason in failures.items():
         print(f"{name}: not measured: {reason.splitlines()[0]}")
 
 
-def figure(rows: list[dict[str, Any]], target: str, mode: str, concurrency: int, key: str) -> float | None:
+def figure(
+    rows: list[dict[str, Any]],
+    target: str,
+    mode: str,
+    concurrency: int,
+    key: str,
+    setup: str = "-",
+    tool: str = "python",
+) -> float | None:
     for row in rows:
-        if (row["target"], row["mode"], row["concurrency"], row["tool"]) == (target, mode, concurrency, "python"):
+        if (row["target"], row["setup"], row["mode"], row["concurrency"], row["tool"]) == (
+            target,
+            setup,
+            mode,
+            concurrency,
+            tool,
+        ):
             return row.get(key)
     return None
+
+
+def print_matrix(rows: list[dict[str, Any]]) -> None:
+    """Non-streaming req/s at c=16, one line per setup: the figure the issue compares."""
+    print("\nreq/s, non-streaming, c=16 (python load generator / wrk):")
+    peers = ("direct", "portkey", "litellm")
+    gateways = ("gateway-daphne", "gateway-uvicorn", "gateway-uvicorn-2p")
+
+    def both(target: str, setup: str) -> str:
+        values = [figure(rows, target, "non-stream", 16, "rps", setup, tool) for tool in ("python", "wrk")]
+        return " / ".join(cell(v) for v in values)
+
+    print("  " + "  ".join(f"{name:>20}" for name in (*gateways, *peers)))
+    for setup in SETUPS:
+        line = [f"{both(name, setup):>20}" for name in gateways] + [f"{both(name, '-'):>20}" for name in peers]
+        print(f"{setup:>8}  " + "  ".join(line))
 
 
 def difference(a: float | None, b: float | None) -> float | None:
@@ -630,16 +780,18 @@ def fmt(value: float | None, digits: int) -> str:
     return "nan" if value is None else f"{value:.{digits}f}"
 
 
-def summary(rows: list[dict[str, Any]], gateway: str) -> dict[str, float | None]:
-    """The headline figures for one gateway server."""
+def summary(rows: list[dict[str, Any]], gateway: str, setup: str) -> dict[str, float | None]:
+    """The headline figures for one gateway server in one setup."""
     return {
         "added_p50_ms": difference(
-            figure(rows, gateway, "non-stream", 1, "p50_ms"), figure(rows, "direct", "non-stream", 1, "p50_ms")
+            figure(rows, gateway, "non-stream", 1, "p50_ms", setup), figure(rows, "direct", "non-stream", 1, "p50_ms")
         ),
         "stream_ttfb_added_p50_ms": difference(
-            figure(rows, gateway, "stream", 1, "ttfb_p50_ms"), figure(rows, "direct", "stream", 1, "ttfb_p50_ms")
+            figure(rows, gateway, "stream", 1, "ttfb_p50_ms", setup),
+            figure(rows, "direct", "stream", 1, "ttfb_p50_ms"),
         ),
-        "rps_c16": figure(rows, gateway, "non-stream", 16, "rps"),
+        "rps_c16": figure(rows, gateway, "non-stream", 16, "rps", setup),
+        "wrk_rps_c16": figure(rows, gateway, "non-stream", 16, "rps", setup, "wrk"),
     }
 
 
@@ -660,8 +812,8 @@ def write_results(run: Run, summaries: dict[str, dict[str, float | None]]) -> No
         "model": run.opts.model,
         "upstream_model": run.upstream_model,
         "litellm": LITELLM_VERSION,
-        "postgres": run.opts.postgres,
-        "redis": run.opts.redis,
+        "portkey": PORTKEY_VERSION,
+        "setups": run.opts.setups,
         "prompt": PROMPT,
     }
     RESULTS.write_text(
@@ -671,25 +823,44 @@ def write_results(run: Run, summaries: dict[str, dict[str, float | None]]) -> No
 
 def report(run: Run) -> None:
     print_table(run.rows, run.failures)
-    uvicorn = summary(run.rows, "gateway-uvicorn")
-    daphne = summary(run.rows, "gateway-daphne")
-    daphne["litellm_rps_c16"] = figure(run.rows, "litellm", "non-stream", 16, "rps")
-    write_results(run, {"gateway-daphne": daphne, "gateway-uvicorn": uvicorn})
+    print_matrix(run.rows)
+    summaries = {}
+    for setup in run.opts.setups:
+        for gateway in ("gateway-daphne", "gateway-uvicorn", "gateway-uvicorn-2p"):
+            if any(r["target"] == gateway and r["setup"] == setup for r in run.rows):
+                summaries[f"{gateway} ({setup})"] = summary(run.rows, gateway, setup)
+    # The headline: the production setup (PostgreSQL + Redis) on the recommended server (uvicorn),
+    # one process like Portkey's and LiteLLM's here, beside them and the same setup on Daphne.
+    setup = "pg-redis" if "pg-redis" in run.opts.setups else run.opts.setups[0]
+    headline = summary(run.rows, "gateway-uvicorn", setup)
+    headline["daphne_rps_c16"] = figure(run.rows, "gateway-daphne", "non-stream", 16, "rps", setup)
+    headline["rps_c16_2proc"] = figure(run.rows, "gateway-uvicorn-2p", "non-stream", 16, "rps", setup)
+    headline["portkey_rps_c16"] = figure(run.rows, "portkey", "non-stream", 16, "rps")
+    headline["portkey_wrk_rps_c16"] = figure(run.rows, "portkey", "non-stream", 16, "rps", tool="wrk")
+    headline["litellm_rps_c16"] = figure(run.rows, "litellm", "non-stream", 16, "rps")
+    summaries["headline"] = headline
+    write_results(run, summaries)
     print(f"\nraw results: {RESULTS.relative_to(ROOT)}")
-    print(summary_line("SUMMARY_UVICORN", uvicorn))
-    print(summary_line("SUMMARY", daphne))
+    for label, figures in summaries.items():
+        if label != "headline":
+            print(
+                summary_line("SUMMARY_" + label.replace("gateway-", "").replace(" (", "_").rstrip(")").upper(), figures)
+            )
+    print(f"(SUMMARY: {setup}, uvicorn, 1 process; Portkey 1 process; LiteLLM 1 worker)")
+    print(summary_line("SUMMARY", headline))
 
 
 # --- Entry point ----------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Gateway vs direct vs LiteLLM benchmark.")
+    parser = argparse.ArgumentParser(description="Gateway vs direct vs Portkey vs LiteLLM benchmark.")
     parser.add_argument(
         "--only",
-        help="comma-separated subset: direct, gateway (both servers), gateway-daphne, gateway-uvicorn, litellm",
+        help="comma-separated subset of: " + ", ".join(TARGETS) + " (gateway = the three gateway targets)",
     )
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-portkey", action="store_true")
     parser.add_argument(
         "--duration",
         type=float,
@@ -700,7 +871,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="catalog model id the gateway is asked for")
     parser.add_argument(
         "--provider",
-        help="simulator provider slug for direct and LiteLLM (default: the model's cheapest endpoint in the catalog)",
+        help="simulator provider slug for direct, Portkey and LiteLLM (default: the model's cheapest endpoint)",
     )
     parser.add_argument(
         "--upstream",
@@ -708,11 +879,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="the routing.simulator, bench/mock_upstream.py, or the simulator if present",
     )
-    parser.add_argument("--postgres", action="store_true", help="gateway on Postgres database openrouter_bench")
-    parser.add_argument("--redis", action="store_true", help="gateway with Redis db 14")
-    parser.add_argument("--wrk", action="store_true", help="also measure each row with wrk (cross-check, no TTFB)")
+    parser.add_argument(
+        "--setups",
+        default="sqlite,pg-redis",
+        help="gateway setups, comma-separated: sqlite (embedded default), pg-redis "
+        "(BENCH_DATABASE_URL, default database openrouter_bench; BENCH_REDIS_URL, default db 14)",
+    )
+    parser.add_argument("--postgres", action="store_true", help="same as --setups pg-redis (with --redis)")
+    parser.add_argument("--redis", action="store_true", help="same as --setups pg-redis (with --postgres)")
+    parser.add_argument("--no-wrk", dest="wrk", action="store_false", help="skip the wrk cross-check rows")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, database)")
-    return parser.parse_args(argv)
+    opts = parser.parse_args(argv)
+    opts.setups = [s.strip() for s in opts.setups.split(",") if s.strip()]
+    if opts.postgres or opts.redis:
+        opts.setups = ["pg-redis"]
+    unknown = set(opts.setups) - set(SETUPS)
+    if unknown or not opts.setups:
+        parser.error(f"--setups: choose from {', '.join(SETUPS)}")
+    return opts
 
 
 def raise_on_sigterm(signum: int, frame: Any) -> None:

@@ -150,18 +150,26 @@ redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[1])
 return {1, avail}
 """
 
-# KEYS: bal, held, ver, spent, kheld, kver ; ARGV: held, charged, has_window, process, -held, key charged, -key held
-# (amounts reach Redis as the strings Python sent: Lua would print large numbers as 1e+15)
+# One call settles a whole batch (one round trip, atomic: a retry never releases a hold twice).
+# Per settlement, KEYS: bal, held, ver, spent, kheld, kver ; ARGV: charged, has_window, -held,
+# key charged, -key held ; ARGV[1] is the process. (Amounts reach Redis as the strings Python
+# sent: Lua would print large numbers as 1e+15.)
 _SETTLE_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[2]) end
-local left = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])
-if left == 0 then redis.call('HDEL', KEYS[2], ARGV[4]) elseif left < 0 then redis.call('HSET', KEYS[2], ARGV[4], 0) end
-redis.call('INCR', KEYS[3])
-if ARGV[3] == '1' then
-  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], ARGV[6]) end
-  local kleft = redis.call('HINCRBY', KEYS[5], ARGV[4], ARGV[7])
-  if kleft == 0 then redis.call('HDEL', KEYS[5], ARGV[4]) elseif kleft < 0 then redis.call('HSET', KEYS[5], ARGV[4], 0) end
-  redis.call('INCR', KEYS[6])
+local process = ARGV[1]
+local function release(name, delta)
+  local left = redis.call('HINCRBY', name, process, delta)
+  if left == 0 then redis.call('HDEL', name, process) elseif left < 0 then redis.call('HSET', name, process, 0) end
+end
+for i = 0, #KEYS / 6 - 1 do
+  local k, a = i * 6, 1 + i * 5
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('DECRBY', KEYS[k + 1], ARGV[a + 1]) end
+  release(KEYS[k + 2], ARGV[a + 3])
+  redis.call('INCR', KEYS[k + 3])
+  if ARGV[a + 2] == '1' then
+    if redis.call('EXISTS', KEYS[k + 4]) == 1 then redis.call('INCRBY', KEYS[k + 4], ARGV[a + 4]) end
+    release(KEYS[k + 5], ARGV[a + 5])
+    redis.call('INCR', KEYS[k + 6])
+  end
 end
 return 1
 """
@@ -201,6 +209,7 @@ class RedisCounters:
     def __init__(self) -> None:
         self.prefix = settings.COUNTER_PREFIX
         self._async_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._sync_scripts: dict[str, object] = {}
         self._process: str | None = None
         self._process_pid: int | None = None
         self._beat_at = 0.0
@@ -243,7 +252,7 @@ class RedisCounters:
         key_amount: int | None = None,
     ) -> HoldResult:
         """Hold ``amount`` of the account's balance and ``key_amount`` (default: the same) of the key's limit."""
-        client, hold_script, init_script = self._scripts()
+        client, _hold_script, init_script = self._scripts()
         if self.beat_due():  # the settlement writer's loop keeps it alive while long requests run
             await client.set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
             self._beat_at = time.monotonic()
@@ -251,9 +260,10 @@ class RedisCounters:
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
         for _ in range(5):
-            code, available = await hold_script(
-                keys=[bal, held, spent, kheld],
-                args=[amount, limit_arg, WINDOW_TTL_SECONDS, self.process, amount if key_amount is None else key_amount],
+            code, available = await redis_clients.script_client().evalsha(
+                _HOLD_LUA,
+                [bal, held, spent, kheld],
+                [amount, limit_arg, WINDOW_TTL_SECONDS, self.process, amount if key_amount is None else key_amount],
             )
             if code == 1:
                 return HoldResult(True, None, int(available))
@@ -283,10 +293,16 @@ class RedisCounters:
         value = await _db_key_spent_async(key_hash, window)
         await init_script(keys=[spent, kver], args=[value, version, WINDOW_TTL_SECONDS])
 
+    def _sync_script(self, source: str):
+        """A script registered once on the shared synchronous client (EVALSHA, loaded on first use)."""
+        script = self._sync_scripts.get(source)
+        if script is None:
+            script = self._sync_scripts[source] = redis_clients.sync_client().register_script(source)
+        return script
+
     def settle(self, items: list[Settlement]) -> None:
-        client = redis_clients.sync_client()
-        script = client.register_script(_SETTLE_LUA)
-        pipe = client.pipeline(transaction=True)  # all or nothing: a retry never releases a hold twice
+        keys: list[str] = []
+        args: list = [self.process]
         for item in items:
             bal, held, ver = self._acct(item.account_id)
             if item.window is not None and item.key_hash:
@@ -295,21 +311,20 @@ class RedisCounters:
             else:
                 spent = kheld = kver = f"{self.prefix}:none"
                 has_window = "0"
-            script(
-                keys=[bal, held, ver, spent, kheld, kver],
-                args=[
-                    item.held, item.charged, has_window, self.process, -item.held,
-                    item.charged if item.key_charged is None else item.key_charged,
-                    -(item.held if item.key_held is None else item.key_held),
-                ],
-                client=pipe,
+            keys += (bal, held, ver, spent, kheld, kver)
+            args += (
+                item.charged,
+                has_window,
+                -item.held,
+                item.charged if item.key_charged is None else item.key_charged,
+                -(item.held if item.key_held is None else item.key_held),
             )
-        pipe.execute()
+        if keys:
+            self._sync_script(_SETTLE_LUA)(keys=keys, args=args)
 
     def adjust(self, *, account_id: int, delta: int) -> None:
-        client = redis_clients.sync_client()
         bal, _held, ver = self._acct(account_id)
-        client.register_script(_ADJUST_LUA)(keys=[bal, ver], args=[delta])
+        self._sync_script(_ADJUST_LUA)(keys=[bal, ver], args=[delta])
 
     def reconcile(self) -> int:
         """Re-read idle accounts' balances from the database; returns how many mirrors were corrected."""

@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from chatroom.routing import websocket_urlpatterns  # noqa: E402
+from openrouter_site import metrics  # noqa: E402
 from openrouter_site.inputs import BodyLimit  # noqa: E402
 from routing.gateway import GatewayApp  # noqa: E402
 
@@ -31,11 +32,12 @@ GATEWAY_PATHS = {
 
 
 async def http_app(scope, receive, send):
-    kind = GATEWAY_PATHS.get(scope["path"].rstrip("/") or "/")
+    path = scope["path"].rstrip("/") or "/"
+    kind = GATEWAY_PATHS.get(path)
     if kind is not None:
-        await gateway_app(scope, receive, send, kind)
+        await metrics.observe(lambda s, r, w: gateway_app(s, r, w, kind), scope, receive, send, path, inference=True)
     else:
-        await django_app(scope, receive, send)
+        await metrics.observe(django_app, scope, receive, send, metrics.django_route(scope["path"]))
 
 
 application = ProtocolTypeRouter(

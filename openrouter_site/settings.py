@@ -262,6 +262,8 @@ SETTLEMENT_FLUSH_SECONDS = float(os.environ.get("SETTLEMENT_FLUSH_SECONDS", "0.0
 SETTLEMENT_BATCH_SIZE = int(os.environ.get("SETTLEMENT_BATCH_SIZE", "500"))
 # Redis key prefix for counters (tests use their own).
 COUNTER_PREFIX = os.environ.get("COUNTER_PREFIX", "or")
+# A Prometheus scraper sends it as a bearer token to /metrics (staff users need none); unset: staff only.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Billing ---------------------------------------------------------------------------
 # Credits granted once to a new account at signup (USD, promotional: never refundable).

@@ -5,6 +5,8 @@ from django.urls import include, path, re_path
 
 from activity import views as activity_views
 
+from openrouter_site.metrics import metrics_view
+
 urlpatterns = [
     path("api/v1/", include("routing.urls")),
     path("api/v1/", include("accounts.urls")),
@@ -19,6 +21,7 @@ urlpatterns = [
     path("", include("accounts.staff.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),  # staff or METRICS_TOKEN only (openrouter_site/metrics.py)
 ]
 
 if settings.SERVE_STATIC:

@@ -22,7 +22,7 @@ from .plugins import enabled_plugin
 from .routers import auto_route, free_route, has_images
 from .selection import ConstraintFiltered, ProviderPreferences, plan_route, preferences_parse
 from .stats import health_snapshot
-from .sticky import conversation_key, sticky_get
+from .sticky import caches_prompts, conversation_key, sticky_get
 
 # ":free" and ":extended" are static: they exist only as their own catalog ids.
 DYNAMIC_VARIANTS = frozenset({"nitro", "floor", "exacto", "online", "thinking"})
@@ -136,7 +136,7 @@ async def plan_request(
     preferences = with_account_privacy(preferences_parse(body.get("provider"), route=body.get("route")),
                                        await key_info(key_hash))
     sticky_key = conversation_key(account_id=account_id, model=models[0].slug, body=body, session_id=session_id)
-    sticky_id = None if preferences.order else await sticky_get(sticky_key)
+    sticky_id = await sticky_get(sticky_key) if not preferences.order and _may_stick(models, session_id) else None
     route = plan_route(
         models=models,
         preferences=preferences,
@@ -171,6 +171,13 @@ async def plan_request(
         sticky_key=sticky_key,
         byok_providers=frozenset(a.endpoint.provider_slug for a in attempts if a.is_byok),
     )
+
+
+def _may_stick(models: list[ModelEntry], session_id: str) -> bool:
+    """Whether an earlier request can have pinned this conversation to an endpoint: only a session, or an
+    endpoint whose cache reads are cheaper, is ever remembered (``sticky_set``). Otherwise the lookup (a
+    Redis round trip) is skipped."""
+    return bool(session_id) or any(caches_prompts(e) for m in models for e in m.endpoints)
 
 
 async def _with_byok(attempts: list[Attempt], account_id: int, *, key_hash: str, user) -> list[Attempt]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -90,21 +89,12 @@ return {1, m, d}
 class RedisRateLimits:
     def __init__(self) -> None:
         self.prefix = f"{settings.COUNTER_PREFIX}:rl:free"
-        self._scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def _script(self):
-        client = redis_clients.async_client()
-        script = self._scripts.get(client)
-        if script is None:
-            script = client.register_script(_HIT_LUA)
-            self._scripts[client] = script
-        return script
 
     async def hit(self, *, account_id: int, day_limit: int, now_ms: int) -> tuple[bool, int, int]:
         minute, day = _windows(now_ms)
         keys = [f"{self.prefix}:{account_id}:m:{minute}", f"{self.prefix}:{account_id}:d:{day}"]
-        admitted, minute_count, day_count = await self._script()(
-            keys=keys, args=[FREE_MODEL_PER_MINUTE, day_limit, 120, 2 * 86_400]
+        admitted, minute_count, day_count = await redis_clients.script_client().evalsha(
+            _HIT_LUA, keys, [FREE_MODEL_PER_MINUTE, day_limit, 120, 2 * 86_400]
         )
         return bool(admitted), int(minute_count), int(day_count)
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from accounts.keycache import KeyInfo
 from activity.records import GenerationRecord
 from billing.metering import Charge, Meter, Usage
+from openrouter_site import metrics
 from openrouter_site.errors import ApiError
 
 from ..planning import Attempt, Plan
@@ -62,6 +63,7 @@ class CallState:
         self.meter: Meter | None = None
         self.attempts: list[dict] = []  # provider_responses of the generation
         self.streaming_committed = False  # SSE: a token is out, no fallback any more
+        self.upstream_seconds = 0.0  # time spent waiting on providers (the rest is gateway overhead)
 
     @property
     def model_slug(self) -> str:
@@ -99,6 +101,13 @@ class CallState:
                 "is_byok": attempt.is_byok,
             }
         )
+        elapsed = time.monotonic() - started
+        self.upstream_seconds += elapsed
+        if reached_provider:
+            overhead = time.monotonic() - self.started - self.upstream_seconds if status == 200 else None
+            metrics.attempt_done(
+                attempt.endpoint.provider_slug, status, elapsed, fallback=len(self.attempts) > 1, overhead=overhead
+            )
         key_fault = attempt.is_byok and status in BYOK_KEY_FAULTS
         if status != 200 and reached_provider and not key_fault:
             stats_record(attempt.endpoint.id, ok=False, status=status if status else None)
