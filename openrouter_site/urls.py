@@ -4,7 +4,6 @@ from django.contrib.staticfiles.views import serve as static_serve
 from django.urls import include, path, re_path
 
 from activity import views as activity_views
-
 from openrouter_site.metrics import metrics_view
 
 urlpatterns = [
