@@ -95,7 +95,7 @@ def chat_body(model: str) -> dict:
     }
 
 
-def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int) -> list[Route]:
+def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, key_id: int = 0) -> list[Route]:
     """Every route of the platform, with real ids filled in. Add new pages and endpoints here."""
     api = "/api/v1"
     chats = [chat_body(model) for model in CHAT_MODELS]
@@ -151,6 +151,59 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int) ->
         Route(f"/admin/accounts/account/{HUGE_ID}/change/", api=False, auth="session"),
         Route(f"{api}/keys/{HUGE_ID}", ("GET", "PATCH"), auth="management", body={"name": "x"}),
         Route(f"{api}/byok/{HUGE_ID}", auth="management"),
+        # The dashboard's pages (issue 8).
+        Route("/activity", api=False, auth="session",
+              query=("period", "group", "model", "provider", "key", "since", "until", "status", "before")),
+        Route("/activity/log", api=False, auth="session", query=("model", "provider", "key", "since", "until",
+                                                                 "status", "before", "after")),
+        Route("/activity/export.csv", api=False, auth="session", query=("period", "group", "since", "until")),
+        Route("/activity/generations/gen-probe-unknown", api=False, auth="session"),
+        Route("/settings/keys", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"name": "probe", "limit": "1", "limit_reset": "daily", "expires_at": "2999-01-01",
+                    "include_byok_in_limit": "on"}),
+        Route(f"/settings/keys/{key_hash}", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"name": "probe", "limit": "2", "limit_reset": "weekly"}),
+        Route(f"/settings/keys/{key_hash}/toggle", ("POST",), api=False, auth="session", form=True),
+        Route(f"/settings/keys/{HUGE_ID}", api=False, auth="session"),
+        Route("/settings/privacy", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"allow_training_paid": "on", "zdr_only": "", "allowed_providers": "openai",
+                    "ignored_providers": "", "allow_training_discount": "on"}),
+        Route("/settings/byok", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"provider": "openai", "key": "sk-probe-page-123456", "mode": "fallback"}),
+        Route(f"/settings/byok/{byok_id}", ("POST",), api=False, auth="session", form=True,
+              body={"action": "disable"}),
+        Route("/settings/account", api=False, auth="session"),
+        Route("/settings/account/delete", ("POST",), api=False, auth="session", form=True,
+              body={"password": "not-the-password", "confirm": "delete"}),
+        Route("/models", api=False, query=("q", "modality", "output", "context", "max_price", "free", "params",
+                                           "sort", "provider", "author")),
+        Route("/models/openai/gpt-4o-mini", api=False),
+        Route("/models/nobody/nothing", api=False),
+        # The support console (issue 9; the probe's user is a superuser, i.e. a support lead).
+        Route("/staff/", api=False, auth="session", query=("q",)),
+        Route(f"/staff/accounts/{account_id}", api=False, auth="session"),
+        Route(f"/staff/accounts/{account_id}/ledger", api=False, auth="session", query=("before",)),
+        Route(f"/staff/accounts/{HUGE_ID}", api=False, auth="session"),
+        Route(f"/staff/accounts/{account_id}/adjust", ("POST",), api=False, auth="session", form=True,
+              body={"amount": "1", "direction": "grant", "reason": "probe", "user_reason": "probe", "ticket": "T-1",
+                    "idempotency_key": "probe-adjust"}),
+        Route(f"/staff/accounts/{account_id}/refund", ("POST",), api=False, auth="session", form=True,
+              body={"purchase_id": str(purchase_id), "reason": "probe", "idempotency_key": "probe-refund"}),
+        Route(f"/staff/accounts/{account_id}/keys/{key_id}/disabled", ("POST",), api=False, auth="session",
+              form=True, body={"disabled": "on", "reason": "probe", "idempotency_key": "probe-key"}),
+        Route(f"/staff/accounts/{account_id}/auto-topup", ("POST",), api=False, auth="session", form=True,
+              body={"enabled": "", "reason": "probe", "idempotency_key": "probe-topup"}),
+        Route(f"/staff/accounts/{account_id}/notices", ("POST",), api=False, auth="session", form=True,
+              body={"kind": "receipt", "purchase_id": str(purchase_id), "reason": "probe",
+                    "idempotency_key": "probe-notice"}),
+        Route(f"/staff/accounts/{account_id}/notes", ("POST",), api=False, auth="session", form=True,
+              body={"note": "probe", "idempotency_key": "probe-note"}),
+        Route("/staff/audit", api=False, auth="session", query=("staff", "account", "action", "since", "until",
+                                                                "before", "format")),
+        Route("/staff/catalog", api=False, auth="session"),
+        Route("/staff/catalog/outage", ("POST",), api=False, auth="session", form=True,
+              body={"kind": "provider", "id": "999999", "down": "on", "reason": "probe",
+                    "idempotency_key": "probe-outage"}),
     ]
 
 

@@ -31,7 +31,7 @@ def identities() -> tuple[Identities, dict]:
     byok = provider_key_create(account=bundle.account, provider=Provider.objects.get(slug="openai"),
                                key="sk-probe-0123456789", name="probe")
     ids = {"key_hash": patched.key.hash, "byok_id": str(byok.id), "account_id": bundle.account.id,
-           "purchase_id": purchase.id}
+           "purchase_id": purchase.id, "key_id": patched.key.id}
     return Identities(key=bundle.raw, management=manager.raw, session_cookie=client.cookies["sessionid"].value), ids
 
 
