@@ -129,7 +129,7 @@ class Series:
     def stats(self, metric: str) -> dict[str, int | float]:
         values = self.values[metric]
         total = sum(values)
-        return {"min": min(values), "max": max(values), "avg": total / len(values), "sum": total}
+        return {"min": min(values), "max": max(values), "avg": divide_half_up(total, len(values)), "sum": total}
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class UsageChart:
     series: list[Series]
     totals: dict[str, int]  # metric -> sum over the period
     past_day: dict[str, int]  # metric -> sum over the last 24 hours
-    hours: float  # the period's length in hours (avg per hour = total / hours)
+    seconds: int  # the period's length (avg per hour = total * 3600 / seconds, in integers)
 
 
 def _bucket_starts(period: str, now: dt.datetime) -> list[dt.datetime]:
@@ -233,12 +233,22 @@ def usage_chart(
                 other[m] = [a + b for a, b in zip(other[m], values[m], strict=True)]
         series.append(Series(name="Other", values=other))
     totals = {m: sum(sum(s.values[m]) for s in series) for m in METRICS}
-    hours = {"minute": 1, "hour": 24, "day": 30 * 24, "month": (now - starts[0]).total_seconds() / 3600}[unit]
+    seconds = {"minute": 3600, "hour": 86400, "day": 30 * 86400, "month": int((now - starts[0]).total_seconds())}[unit]
     return UsageChart(
         period=period, group=group, buckets=starts, series=series, totals=totals,
         past_day=past_day_usage(account_id=account_id, now=now, key_id=key_id, model=model, provider=provider),
-        hours=max(hours, 1),
+        seconds=max(seconds, 3600),
     )
+
+
+def divide_half_up(amount: int, by: int) -> int:
+    """``amount / by`` in integers (money and token counts never pass through a float), halves up."""
+    return (2 * amount + by) // (2 * by) if by > 0 else 0
+
+
+def per_hour(amount: int, seconds: int) -> int:
+    """An average per hour over ``seconds``, in integers."""
+    return divide_half_up(amount * 3600, seconds)
 
 
 def generations_recent(*, account_id: int, limit: int = 20) -> list[Generation]:

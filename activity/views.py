@@ -153,7 +153,7 @@ def _cards(chart: selectors.UsageChart) -> list[dict]:
                 "metric": metric,
                 "title": METRIC_TITLES[metric],
                 "total": chart.totals[metric],
-                "avg_hour": round(chart.totals[metric] / chart.hours),
+                "avg_hour": selectors.per_hour(chart.totals[metric], chart.seconds),
                 "past_day": chart.past_day[metric],
                 "rows": rows,
             }

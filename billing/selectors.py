@@ -199,6 +199,11 @@ def purchase_drift() -> list[dict]:
     return drift
 
 
+def settlement_dead_letters_count() -> int:
+    """How many settlements were set aside because they could not be written (a metric)."""
+    return SettlementDeadLetter.objects.count()
+
+
 def settlement_dead_letters(*, account_id: int | None = None, limit: int = 100) -> list[SettlementDeadLetter]:
     """Settlements that could not be written (newest first), for staff; one account's when given."""
     rows = SettlementDeadLetter.objects.order_by("-created_at", "-id")

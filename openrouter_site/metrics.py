@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ from django.conf import settings
 from django.http import Http404, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+logger = logging.getLogger("openrouter.metrics")
 
 MULTIPROC_DIR = os.environ.get("METRICS_DIR", "")
 WRITE_SECONDS = 1.0  # how often a process writes its totals for the others (multi-process mode)
@@ -81,6 +84,7 @@ class Recorder:
         self.in_flight = 0
 
     def snapshot(self) -> dict:
+        from billing.metering import overcharge_count
         from billing.settlement import writer
 
         queued = writer.pending()
@@ -93,11 +97,11 @@ class Recorder:
             "upstream": {k: [list(h.counts), h.total] for k, h in dict(self.upstream).items()},
             "attempts": [[*k, v] for k, v in dict(self.attempts).items()],
             "fallbacks": self.fallbacks,
+            "overcharges": overcharge_count(),
             "gauges": {
                 "gateway_requests_in_flight": self.in_flight,
                 "credit_holds_in_flight": self.in_flight + queued,
                 "settlement_queue_depth": queued,
-                "settlement_dead_letters": len(getattr(writer, "dead_letters", ())),
             },
         }
 
@@ -252,7 +256,7 @@ class SnapshotCollector:
         upstream: dict[str, list] = {}
         overhead: dict[str, list] = {}
         gauges: dict[str, int] = {}
-        fallbacks = 0
+        fallbacks = overcharges = 0
         for snap in snapshots():
             for route, method, status, n in snap["requests"]:
                 requests[(route, method, str(status))] = requests.get((route, method, str(status)), 0) + n
@@ -268,6 +272,7 @@ class SnapshotCollector:
             for name, value in snap["gauges"].items():
                 gauges[name] = gauges.get(name, 0) + value
             fallbacks += snap["fallbacks"]
+            overcharges += snap.get("overcharges", 0)
 
         family = CounterMetricFamily("http_requests", "HTTP requests answered", labels=["route", "method", "status"])
         for labels, n in sorted(requests.items()):
@@ -304,14 +309,34 @@ class SnapshotCollector:
         yield CounterMetricFamily(
             "gateway_fallbacks", "Provider attempts after the first of a request", value=fallbacks
         )
+        yield CounterMetricFamily(
+            "gateway_overcharges",
+            "Requests whose real cost exceeded their credit hold (charged in full; the balance may go below zero)",
+            value=overcharges,
+        )
+        yield GaugeMetricFamily(
+            "settlement_dead_letters",
+            "Settlements set aside because they cannot be written (rows in the durable dead-letter table)",
+            value=dead_letters_count(),
+        )
         helps = {
             "gateway_requests_in_flight": "Inference requests running",
             "credit_holds_in_flight": "Credit holds not yet released: running inference requests plus unwritten settlements",
             "settlement_queue_depth": "Finished generations waiting for the settlement writer",
-            "settlement_dead_letters": "Settlements set aside because they cannot be written",
         }
         for name, text in helps.items():
             yield GaugeMetricFamily(name, text, value=gauges.get(name, 0))
+
+
+def dead_letters_count() -> int:
+    """The durable dead-letter table's size (read when ``/metrics`` is scraped, not per request)."""
+    from billing.selectors import settlement_dead_letters_count
+
+    try:
+        return settlement_dead_letters_count()
+    except Exception:  # the database is down: the other figures are still worth serving
+        logger.warning("could not count settlement dead letters", exc_info=True)
+        return -1
 
 
 _registry = CollectorRegistry(auto_describe=False)

@@ -76,3 +76,19 @@ def test_requests_refusals_upstream_and_overhead_are_counted(gateway, settings):
     assert any(r.startswith("/api/v1/models/") and r.endswith("endpoints/?$") for r in routes), routes
     for gauge in ("settlement_queue_depth", "settlement_dead_letters", "credit_holds_in_flight"):
         assert f"# TYPE {gauge} gauge" in after
+
+
+def test_dead_letters_and_overcharges_are_exported(gateway, settings):
+    """The dead-letter gauge counts the durable table (not a per-process list); overcharges are a counter."""
+    from billing.models import SettlementDeadLetter
+
+    settings.METRICS_TOKEN = "scrape-secret"
+    before = scrape(gateway, "scrape-secret")
+    assert "# TYPE gateway_overcharges_total counter" in before
+    assert sample(before, "settlement_dead_letters") == SettlementDeadLetter.objects.count()
+    account = make_account()
+    SettlementDeadLetter.objects.create(
+        generation_id="gen-metrics-dead-letter", account_id=account.id, held=7, cost=5, reason="test"
+    )
+    after = scrape(gateway, "scrape-secret")
+    assert sample(after, "settlement_dead_letters") - sample(before, "settlement_dead_letters") == 1
