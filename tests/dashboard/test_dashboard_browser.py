@@ -42,6 +42,8 @@ if not REQUIRED:
 from playwright import sync_api  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
+from tests.billing.test_credits_browser import verify_email  # noqa: E402
+
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -102,6 +104,7 @@ def sign_up(page) -> tuple[str, Account]:
     page.fill("input[name=password2]", PASSWORD)
     page.locator("form:has(input[name=password2]) [type=submit]").click()
     page.wait_for_url(re.compile(r"/settings/credits$"))
+    verify_email(page, email)  # the sign-up allowance waits for a verified address
     from django.contrib.auth import get_user_model
 
     return email, account_for_user(user=get_user_model().objects.get(email=email))
