@@ -266,3 +266,31 @@ def test_home_page_is_a_landing_page_signed_out_and_links_to_credits_signed_in(c
     signed = signed_in(account)
     overview = signed.get("/")
     assert overview.status_code == 200 and b"/settings/credits" in overview.content and b"$3.00" in overview.content
+
+
+def test_history_shows_a_daily_usage_row_and_the_totals_add_up(gateway):
+    """Usage from real requests shows as one row per UTC day beside the grants, and credits − usage ==
+    balance on the page to the nano-dollar (nothing is rounded away)."""
+    from billing.settlement import settlement_flush
+    from billing.templatetags.money_tags import usd_full
+    from tests.factories import make_key
+    from tests.routing.test_chat_completions import chat
+
+    bundle = make_key(credits="3")
+    for _ in range(2):
+        assert chat(gateway, bundle, model="openai/gpt-4o-mini", max_tokens=20).status_code == 200
+    assert settlement_flush(15)
+    account = Account.objects.get(id=bundle.account.id)
+    spent = sum(LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.USAGE).values_list("amount", flat=True))
+    assert spent < 0
+    client = Client()
+    client.force_login(account.owner)
+    page = client.get("/settings/credits").content.decode()
+    usage_rows = re.findall(r'<tr class="usage-row"><td>([0-9-]+)</td><td>([^<]*)</td><td class="num"[^>]*>([^<]*)</td>', page)
+    assert len(usage_rows) == 1, usage_rows  # both requests on one UTC day
+    assert usage_rows[0][2] == usd_full(spent)
+    credits = re.search(r'data-testid="total-credits">([^<]*)<', page).group(1)
+    usage = re.search(r'data-testid="total-usage">− ([^<]*)<', page).group(1)
+    balance = re.search(r'data-testid="balance-exact"><b>([^<]*)<', page).group(1)
+    assert credits == usd_full(3 * 10**9) and usage == usd_full(-spent) and balance == usd_full(3 * 10**9 + spent)
+    assert account.balance == 3 * 10**9 + spent
