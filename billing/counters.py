@@ -240,6 +240,7 @@ class RedisCounters:
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
         for _ in range(5):
+            marks = balance_loads.mark(), key_spent_loads.mark()  # a load landing after these: look again
             code, available = await hold_script(
                 keys=[bal, held, spent, kheld], args=[amount, limit_arg, WINDOW_TTL_SECONDS, self.process]
             )
@@ -251,10 +252,14 @@ class RedisCounters:
                 return HoldResult(False, "key_limit", int(available))
             loads = []
             if code == -1:
-                loads.append(balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script)))
+                loads.append(
+                    balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script), since=marks[0])
+                )
             if code == -2 or key_limit is not None:  # an account new here: its key's window is missing too
                 loads.append(
-                    key_spent_loads.run(spent, lambda: self._load_key_spent(key_hash, window, client, init_script))
+                    key_spent_loads.run(
+                        spent, lambda: self._load_key_spent(key_hash, window, client, init_script), since=marks[1]
+                    )
                 )
             await asyncio.gather(*loads)  # at once: a burst then retries its hold once, not twice
         raise RuntimeError("credit counters did not settle after 5 tries")
@@ -390,6 +395,7 @@ class LocalCounters:
 
     async def hold(self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str) -> HoldResult:
         for _ in range(5):
+            marks = balance_loads.mark(), key_spent_loads.mark()
             code, available = self._try_hold(account_id, amount, key_hash, key_limit, window)
             if code == 1:
                 return HoldResult(True, None, available)
@@ -399,10 +405,14 @@ class LocalCounters:
                 return HoldResult(False, "key_limit", available)
             loads = []
             if code == -1:
-                loads.append(balance_loads.run(("local", account_id), lambda: self._load_balance(account_id)))
+                loads.append(
+                    balance_loads.run(("local", account_id), lambda: self._load_balance(account_id), since=marks[0])
+                )
             if code == -2 or (key_limit is not None and (key_hash, window) not in self._spent):
                 loads.append(
-                    key_spent_loads.run(("local", key_hash, window), lambda: self._load_key_spent(key_hash, window))
+                    key_spent_loads.run(
+                        ("local", key_hash, window), lambda: self._load_key_spent(key_hash, window), since=marks[1]
+                    )
                 )
             await asyncio.gather(*loads)
         raise RuntimeError("credit counters did not settle after 5 tries")
