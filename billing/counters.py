@@ -260,6 +260,7 @@ class RedisCounters:
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
         for _ in range(5):
+            marks = balance_loads.mark(), key_spent_loads.mark()  # a load landing after these: look again
             code, available = await redis_clients.script_client().evalsha(
                 _HOLD_LUA,
                 [bal, held, spent, kheld],
@@ -273,10 +274,14 @@ class RedisCounters:
                 return HoldResult(False, "key_limit", int(available))
             loads = []
             if code == -1:
-                loads.append(balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script)))
+                loads.append(
+                    balance_loads.run(bal, lambda: self._load_balance(account_id, client, init_script), since=marks[0])
+                )
             if code == -2 or key_limit is not None:  # an account new here: its key's window is missing too
                 loads.append(
-                    key_spent_loads.run(spent, lambda: self._load_key_spent(key_hash, window, client, init_script))
+                    key_spent_loads.run(
+                        spent, lambda: self._load_key_spent(key_hash, window, client, init_script), since=marks[1]
+                    )
                 )
             await asyncio.gather(*loads)  # at once: a burst then retries its hold once, not twice
         raise RuntimeError("credit counters did not settle after 5 tries")
@@ -427,6 +432,7 @@ class LocalCounters:
     ) -> HoldResult:
         key_amount = amount if key_amount is None else key_amount
         for _ in range(5):
+            marks = balance_loads.mark(), key_spent_loads.mark()
             code, available = self._try_hold(account_id, amount, key_hash, key_limit, window, key_amount)
             if code == 1:
                 return HoldResult(True, None, available)
@@ -436,10 +442,14 @@ class LocalCounters:
                 return HoldResult(False, "key_limit", available)
             loads = []
             if code == -1:
-                loads.append(balance_loads.run(("local", account_id), lambda: self._load_balance(account_id)))
+                loads.append(
+                    balance_loads.run(("local", account_id), lambda: self._load_balance(account_id), since=marks[0])
+                )
             if code == -2 or (key_limit is not None and (key_hash, window) not in self._spent):
                 loads.append(
-                    key_spent_loads.run(("local", key_hash, window), lambda: self._load_key_spent(key_hash, window))
+                    key_spent_loads.run(
+                        ("local", key_hash, window), lambda: self._load_key_spent(key_hash, window), since=marks[1]
+                    )
                 )
             await asyncio.gather(*loads)
         raise RuntimeError("credit counters did not settle after 5 tries")

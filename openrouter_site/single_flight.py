@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+RECENT_KEYS = 10_000  # keys whose latest landing is remembered (for ``run(since=...)``)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -54,14 +55,27 @@ class SingleFlight(Generic[K, V]):
         self.loads = 0  # loads started, each shared by every caller that asked while it ran
         self._lock = threading.Lock()
         self._flights: dict[K, _Flight] = {}
+        self._landings = 0  # loads finished so far (see ``mark``)
+        self._landed_at: dict[K, int] = {}  # key -> its latest landing, for the most recent keys
+
+    def mark(self) -> int:
+        """Taken before looking in a store that a load fills: pass it to ``run`` as ``since``."""
+        return self._landings
 
     def in_flight(self) -> int:
         """How many loads are running now."""
         return len(self._flights)
 
-    async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """``await load()``, or the result of the load of ``key`` already running."""
+    async def run(self, key: K, load: Callable[[], Awaitable[V]], *, since: int | None = None) -> V | None:
+        """``await load()``, or the result of the load of ``key`` already running.
+
+        With ``since`` (a ``mark()`` taken before the caller found the entry missing): None, and no
+        load, when a load of ``key`` finished after that mark; the caller should look again.
+        """
         loop = asyncio.get_running_loop()
+        with self._lock:
+            if since is not None and key not in self._flights and self._landed_at.get(key, -1) > since:
+                return None
         flight, leader = self._join(key, loop)
         with self._lock:
             view = flight.views.get(loop)
@@ -109,6 +123,11 @@ class SingleFlight(Generic[K, V]):
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+            self._landings += 1
+            self._landed_at.pop(key, None)
+            self._landed_at[key] = self._landings
+            if len(self._landed_at) > RECENT_KEYS:
+                del self._landed_at[next(iter(self._landed_at))]  # the oldest
         if error is not None:
             flight.future.set_exception(error)
         else:

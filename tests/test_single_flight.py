@@ -157,3 +157,23 @@ def test_a_load_whose_event_loop_was_closed_does_not_block_its_key():
     assert flights.in_flight() == 1
     assert asyncio.run(flights.run("k", load)) == 1  # a new load, not a wait for ever
     assert flights.loads == 2
+
+
+def test_a_caller_that_found_the_entry_missing_before_a_load_landed_looks_again_instead_of_loading():
+    flights: SingleFlight[str, int] = SingleFlight("test")
+    calls = 0
+
+    async def load() -> int:
+        nonlocal calls
+        calls += 1
+        return 5
+
+    async def main():
+        mark = flights.mark()  # the caller looks in its store: missing
+        first = await flights.run("k", load)  # meanwhile another request loaded it
+        late = await flights.run("k", load, since=mark)  # the caller comes to load: look again instead
+        fresh = await flights.run("k", load, since=flights.mark())
+        return first, late, fresh
+
+    assert asyncio.run(main()) == (5, None, 5)
+    assert calls == 2
