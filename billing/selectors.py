@@ -222,8 +222,9 @@ def purchase_find(*, query: str) -> Purchase | None:
     query = query.strip()
     if not query:
         return None
-    if query.isdigit():
-        return Purchase.objects.filter(id=int(query)).first()
+    purchase_id = int_text(query)
+    if purchase_id is not None:
+        return Purchase.objects.filter(id=purchase_id).first()
     found = Purchase.objects.filter(Q(stripe_payment_intent_id=query) | Q(crypto_charge_id=query)).first()
     if found is not None or not query.startswith(("ch_", "py_")):
         return found

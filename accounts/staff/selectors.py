@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from activity import selectors as activity_selectors
 from billing import selectors as billing_selectors
+from openrouter_site.inputs import int_text
 from routing.models import Endpoint, Provider
 
 from .. import selectors as account_selectors
@@ -45,8 +46,9 @@ def account_search(*, query: str, limit: int = 50) -> list[SearchHit]:
             hits.setdefault(account.id, SearchHit(account, matched))
 
     base = Account.objects.select_related("owner")
-    if query.isdigit():
-        add(base.filter(id=int(query)), "account id")
+    account_id = int_text(query)
+    if account_id is not None and account_id > 0:
+        add(base.filter(id=account_id), "account id")
     add(base.filter(public_id=query), "account public id")
     if "@" in query:
         add(base.filter(owner__email__iexact=query), "email")
@@ -113,9 +115,10 @@ def account_overview(*, account: Account, now: dt.datetime | None = None) -> dic
 
 
 def api_key_of_account(*, account: Account, key_id: object) -> ApiKey | None:
-    if not str(key_id).isdigit():
+    key_id = int_text(str(key_id))
+    if key_id is None or key_id <= 0:
         return None
-    return ApiKey.objects.select_related("account").filter(account=account, id=int(key_id)).first()
+    return ApiKey.objects.select_related("account").filter(account=account, id=key_id).first()
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,9 @@ def audit_entries(
         rows = rows.filter(Q(staff_name__icontains=f.staff) | Q(staff__email__icontains=f.staff))
     if f.account:
         match = Q(account__public_id=f.account)
-        if f.account.isdigit():
-            match |= Q(account_id=int(f.account))
+        account_id = int_text(f.account)
+        if account_id is not None and account_id > 0:
+            match |= Q(account_id=account_id)
         rows = rows.filter(match)
     if f.action:
         rows = rows.filter(action=f.action)

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from billing import money
 from billing import selectors as billing_selectors
 from openrouter_site.errors import ApiError
+from openrouter_site.inputs import int_text
 
 from ..models import AuditEntry
 from . import selectors, services
@@ -87,7 +88,7 @@ def ledger_page(request: HttpRequest, account_id: int) -> HttpResponse:
     """Every ledger entry of an account, newest first (200 a page)."""
     account = _account_or_404(account_id)
     before = request.GET.get("before", "")
-    entries = billing_selectors.ledger_entries(account_id=account.id, before_id=int(before) if before.isdigit() else None)
+    entries = billing_selectors.ledger_entries(account_id=account.id, before_id=int_text(before))
     context = {
         "account": account,
         "totals": billing_selectors.account_totals(account_id=account.id),
@@ -143,7 +144,7 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     if request.GET.get("format") == "csv":
         return _audit_csv(selectors.audit_entries(filters=filters, limit=None))
     before = request.GET.get("before", "")
-    entries = selectors.audit_entries(filters=filters, before_id=int(before) if before.isdigit() else None)
+    entries = selectors.audit_entries(filters=filters, before_id=int_text(before))
     query = request.GET.copy()
     query.pop("before", None)
     context = {
