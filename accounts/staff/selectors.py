@@ -111,7 +111,24 @@ def account_overview(*, account: Account, now: dt.datetime | None = None) -> dic
         "webhooks": billing_selectors.webhook_events_for_account(account=account),
         "audit": audit_entries(account_id=account.id, limit=100),
         "expiring": billing_selectors.lots_expiring(account=account, now=now),
+        "dead_letters": [
+            DeadLetterRow(letter, account)
+            for letter in billing_selectors.settlement_dead_letters(account_id=account.id, limit=50)
+        ],
     }
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    letter: object  # billing.models.SettlementDeadLetter
+    account: Account | None  # None when the account no longer exists
+
+
+def dead_letters_recent(*, limit: int = 200) -> list[DeadLetterRow]:
+    """The newest settlement dead letters across accounts, each with its account (when it still exists)."""
+    letters = billing_selectors.settlement_dead_letters(limit=limit)
+    accounts = Account.objects.select_related("owner").in_bulk({letter.account_id for letter in letters})
+    return [DeadLetterRow(letter, accounts.get(letter.account_id)) for letter in letters]
 
 
 def api_key_of_account(*, account: Account, key_id: object) -> ApiKey | None:

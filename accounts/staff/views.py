@@ -192,6 +192,13 @@ def _figures(values: dict) -> str:
 
 @staff_required
 @require_GET
+def dead_letters_page(request: HttpRequest) -> HttpResponse:
+    """Settlements that could not be written (never charged), newest first, across accounts."""
+    return render(request, "staff/dead_letters.html", {"rows": selectors.dead_letters_recent()})
+
+
+@staff_required
+@require_GET
 def catalog_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
