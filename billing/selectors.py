@@ -220,7 +220,7 @@ def webhook_events_for_account(*, account: Account, limit: int = 50) -> list[Web
 def purchase_find(*, query: str) -> Purchase | None:
     """Support staff: a purchase by its id, Stripe PaymentIntent id, Stripe charge id or crypto charge id."""
     query = query.strip()
-    if not query:
+    if not query or "\x00" in query:  # PostgreSQL refuses NUL in text
         return None
     purchase_id = int_text(query)
     if purchase_id is not None:

@@ -37,7 +37,7 @@ def account_search(*, query: str, limit: int = 50) -> list[SearchHit]:
     """One box: email, account id or public id, key hash / label / the key itself, generation id,
     purchase id, Stripe PaymentIntent or charge id, crypto charge id."""
     query = query.strip()[:300]
-    if not query:
+    if not query or "\x00" in query:  # no id, email or key has a NUL (and PostgreSQL refuses it)
         return []
     hits: dict[int, SearchHit] = {}
 

@@ -47,6 +47,8 @@ class StaffActionForbidden(Forbidden):
 
 def _text(value: object, *, what: str, limit: int, required: bool) -> str:
     text = value.strip() if isinstance(value, str) else ""
+    if "\x00" in text:  # PostgreSQL refuses NUL in text
+        raise StaffActionInvalid(f"The {what} contains a NUL character.")
     if required and not text:
         raise StaffActionInvalid(f"A {what} is required.")
     if len(text) > limit:

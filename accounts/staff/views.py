@@ -123,13 +123,20 @@ def _audit_filters(request: HttpRequest) -> tuple[selectors.AuditFilters, list[s
             problems.append(f"{value!r} is not a date (YYYY-MM-DD); the filter was left out.")
             return None
 
+    def text(name: str, limit: int) -> str:
+        value = request.GET.get(name, "").strip()[:limit]
+        if "\x00" in value:
+            problems.append(f"The {name} filter contains a NUL character; it was left out.")
+            return ""
+        return value
+
     action = request.GET.get("action", "")
     if action and action not in AuditEntry.Action.values:
         problems.append(f"{action!r} is not an action; the filter was left out.")
         action = ""
     filters = selectors.AuditFilters(
-        staff=request.GET.get("staff", "").strip()[:200],
-        account=request.GET.get("account", "").strip()[:60],
+        staff=text("staff", 200),
+        account=text("account", 60),
         action=action,
         since=day("since"),
         until=day("until"),

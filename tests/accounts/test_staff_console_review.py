@@ -148,3 +148,18 @@ def test_the_account_page_shows_the_privacy_defaults():
     assert "Free endpoints that may train on prompts: refused" in page
     assert "Zero data retention only: yes" in page
     assert "Allowed providers: openai, anthropic" in page and "Ignored providers: deepinfra" in page
+
+
+def test_a_nul_character_in_a_query_or_a_form_is_a_message_not_a_500():
+    """PostgreSQL refuses NUL in text: the console must never send one to it."""
+    bundle = make_key(credits="1")
+    client = client_for(make_staff("lead"))
+    assert staff_selectors.account_search(query="a\x00b") == []
+    assert billing_selectors.purchase_find(query="pi_\x00") is None
+    assert client.get(reverse("staff:search"), {"q": "x\x00"}).status_code == 200
+    page = client.get(reverse("staff:audit"), {"account": "\x00", "staff": "a\x00"})
+    assert page.status_code == 200 and "NUL character" in page.content.decode()
+    response = client.post(reverse("staff:note", args=[bundle.account.id]),
+                           {"note": "hello\x00", "idempotency_key": token()}, follow=True)
+    assert response.status_code == 200 and "contains a NUL character" in response.content.decode()
+    assert not AuditEntry.objects.exists()
