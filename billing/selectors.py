@@ -225,10 +225,11 @@ def webhook_events_for_account(*, account: Account, limit: int = 50) -> list[Web
 def purchase_find(*, query: str) -> Purchase | None:
     """Support staff: a purchase by its id, Stripe PaymentIntent id, Stripe charge id or crypto charge id."""
     query = query.strip()
-    if not query:
+    if not query or "\x00" in query:  # PostgreSQL refuses NUL in text
         return None
-    if query.isdigit():
-        return Purchase.objects.filter(id=int(query)).first()
+    purchase_id = int_text(query)
+    if purchase_id is not None:
+        return Purchase.objects.filter(id=purchase_id).first()
     found = Purchase.objects.filter(Q(stripe_payment_intent_id=query) | Q(crypto_charge_id=query)).first()
     if found is not None or not query.startswith(("ch_", "py_")):
         return found

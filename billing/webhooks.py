@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from openrouter_site.errors import ServerError, error_response
+from openrouter_site.inputs import int_text
 
 from . import crypto, stripe_client
 from .errors import WebhookRejected, WebhookUnknownPayment
@@ -60,8 +61,9 @@ def _purchase_for(*, field: str, external_id: Any, metadata: Any, method: str) -
     """The purchase a payment belongs to: by the processor's id, else by the id we put in its metadata
     (a webhook can arrive before the request that created the payment stored its id)."""
     purchase = Purchase.objects.filter(**{field: external_id}).first() if isinstance(external_id, str) else None
-    if purchase is None and isinstance(metadata, dict) and str(metadata.get("purchase_id", "")).isdigit():
-        purchase = Purchase.objects.filter(id=int(metadata["purchase_id"]), method=method).first()
+    purchase_id = int_text(str(metadata.get("purchase_id", ""))) if isinstance(metadata, dict) else None
+    if purchase is None and purchase_id is not None:
+        purchase = Purchase.objects.filter(id=purchase_id, method=method).first()
     if purchase is None:
         raise WebhookUnknownPayment(f"No purchase for payment {external_id!r}")
     return purchase

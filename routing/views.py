@@ -150,6 +150,8 @@ def model_page(request: HttpRequest, author: str, slug: str) -> HttpResponse:
         s = stats.get(e.id)
         endpoints.append({
             "endpoint": e,
+            # Support staff declared it (or its provider) down: routing skips it, the API says status -10.
+            "declared_outage": e.outage or e.provider.outage,
             "prompt": nanos_to_price_string(e.price_prompt),
             "completion": nanos_to_price_string(e.price_completion),
             "request": nanos_to_price_string(e.price_request) if e.price_request else "",

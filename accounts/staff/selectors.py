@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from activity import selectors as activity_selectors
 from billing import selectors as billing_selectors
+from openrouter_site.inputs import int_text
 from routing.models import Endpoint, Provider
 
 from .. import selectors as account_selectors
@@ -36,7 +37,7 @@ def account_search(*, query: str, limit: int = 50) -> list[SearchHit]:
     """One box: email, account id or public id, key hash / label / the key itself, generation id,
     purchase id, Stripe PaymentIntent or charge id, crypto charge id."""
     query = query.strip()[:300]
-    if not query:
+    if not query or "\x00" in query:  # no id, email or key has a NUL (and PostgreSQL refuses it)
         return []
     hits: dict[int, SearchHit] = {}
 
@@ -45,8 +46,9 @@ def account_search(*, query: str, limit: int = 50) -> list[SearchHit]:
             hits.setdefault(account.id, SearchHit(account, matched))
 
     base = Account.objects.select_related("owner")
-    if query.isdigit():
-        add(base.filter(id=int(query)), "account id")
+    account_id = int_text(query)
+    if account_id is not None and account_id > 0:
+        add(base.filter(id=account_id), "account id")
     add(base.filter(public_id=query), "account public id")
     if "@" in query:
         add(base.filter(owner__email__iexact=query), "email")
@@ -109,13 +111,31 @@ def account_overview(*, account: Account, now: dt.datetime | None = None) -> dic
         "webhooks": billing_selectors.webhook_events_for_account(account=account),
         "audit": audit_entries(account_id=account.id, limit=100),
         "expiring": billing_selectors.lots_expiring(account=account, now=now),
+        "dead_letters": [
+            DeadLetterRow(letter, account)
+            for letter in billing_selectors.settlement_dead_letters(account_id=account.id, limit=50)
+        ],
     }
 
 
+@dataclass(frozen=True)
+class DeadLetterRow:
+    letter: object  # billing.models.SettlementDeadLetter
+    account: Account | None  # None when the account no longer exists
+
+
+def dead_letters_recent(*, limit: int = 200) -> list[DeadLetterRow]:
+    """The newest settlement dead letters across accounts, each with its account (when it still exists)."""
+    letters = billing_selectors.settlement_dead_letters(limit=limit)
+    accounts = Account.objects.select_related("owner").in_bulk({letter.account_id for letter in letters})
+    return [DeadLetterRow(letter, accounts.get(letter.account_id)) for letter in letters]
+
+
 def api_key_of_account(*, account: Account, key_id: object) -> ApiKey | None:
-    if not str(key_id).isdigit():
+    key_id = int_text(str(key_id))
+    if key_id is None or key_id <= 0:
         return None
-    return ApiKey.objects.select_related("account").filter(account=account, id=int(key_id)).first()
+    return ApiKey.objects.select_related("account").filter(account=account, id=key_id).first()
 
 
 @dataclass(frozen=True)
@@ -139,8 +159,9 @@ def audit_entries(
         rows = rows.filter(Q(staff_name__icontains=f.staff) | Q(staff__email__icontains=f.staff))
     if f.account:
         match = Q(account__public_id=f.account)
-        if f.account.isdigit():
-            match |= Q(account_id=int(f.account))
+        account_id = int_text(f.account)
+        if account_id is not None and account_id > 0:
+            match |= Q(account_id=account_id)
         rows = rows.filter(match)
     if f.action:
         rows = rows.filter(action=f.action)

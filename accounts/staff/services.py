@@ -19,6 +19,7 @@ from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.models import LedgerEntry, Purchase
 from openrouter_site.errors import ApiError, BadRequest, Forbidden, NotFound
+from openrouter_site.inputs import int_text
 from routing import services as routing_services
 from routing.models import Endpoint, Provider
 
@@ -46,6 +47,8 @@ class StaffActionForbidden(Forbidden):
 
 def _text(value: object, *, what: str, limit: int, required: bool) -> str:
     text = value.strip() if isinstance(value, str) else ""
+    if "\x00" in text:  # PostgreSQL refuses NUL in text
+        raise StaffActionInvalid(f"The {what} contains a NUL character.")
     if required and not text:
         raise StaffActionInvalid(f"A {what} is required.")
     if len(text) > limit:
@@ -213,7 +216,8 @@ def purchase_refund_late(
     _lead_only(actor, "refund outside the 24-hour window")
     reason = _text(reason, what="reason", limit=REASON_MAX, required=True)
     ticket = _text(ticket, what="ticket reference", limit=TICKET_MAX, required=False)
-    if not str(purchase_id).isdigit():
+    purchase_id = int_text(str(purchase_id))
+    if purchase_id is None or purchase_id <= 0:
         raise NotFound("No such purchase")
     earlier = _repeat(key=key, action=AuditEntry.Action.REFUND, account=account)
     if earlier is not None:
@@ -320,9 +324,10 @@ def notice_resend(
     reason = _text(reason, what="reason", limit=REASON_MAX, required=True)
     if kind == "receipt":
         action = AuditEntry.Action.RECEIPT_RESEND
-        if not str(purchase_id).isdigit():
+        purchase_id = int_text(str(purchase_id))
+        if purchase_id is None or purchase_id <= 0:
             raise NotFound("No such purchase")
-        purchase = billing_selectors.purchase_for_account(account=account, purchase_id=int(purchase_id))
+        purchase = billing_selectors.purchase_for_account(account=account, purchase_id=purchase_id)
         if purchase is None:
             raise NotFound("No such purchase")
         if purchase.status == Purchase.Status.PENDING:
@@ -390,9 +395,10 @@ def outage_set(
     reason = _text(reason, what="reason", limit=REASON_MAX, required=True)
     ticket = _text(ticket, what="ticket reference", limit=TICKET_MAX, required=False)
     models = {"provider": Provider, "endpoint": Endpoint}
-    if kind not in models or not str(object_id).isdigit():
+    object_id = int_text(str(object_id))
+    if kind not in models or object_id is None or object_id <= 0:
         raise NotFound("No such provider or endpoint")
-    row = models[kind].objects.filter(id=int(object_id)).first()
+    row = models[kind].objects.filter(id=object_id).first()
     if row is None:
         raise NotFound("No such provider or endpoint")
     action = AuditEntry.Action.OUTAGE_ON if down else AuditEntry.Action.OUTAGE_OFF

@@ -17,6 +17,7 @@ urlpatterns = [
     path("staff/accounts/<int:account_id>/notices", views.notice, name="notice"),
     path("staff/accounts/<int:account_id>/notes", views.note, name="note"),
     path("staff/audit", views.audit_page, name="audit"),
+    path("staff/dead-letters", views.dead_letters_page, name="dead-letters"),
     path("staff/catalog", views.catalog_page, name="catalog"),
     path("staff/catalog/outage", views.outage, name="outage"),
     # The support ledger that used to live in billing.

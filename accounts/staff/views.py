@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from billing import money
 from billing import selectors as billing_selectors
 from openrouter_site.errors import ApiError
+from openrouter_site.inputs import int_text
 
 from ..models import AuditEntry
 from . import selectors, services
@@ -87,7 +88,7 @@ def ledger_page(request: HttpRequest, account_id: int) -> HttpResponse:
     """Every ledger entry of an account, newest first (200 a page)."""
     account = _account_or_404(account_id)
     before = request.GET.get("before", "")
-    entries = billing_selectors.ledger_entries(account_id=account.id, before_id=int(before) if before.isdigit() else None)
+    entries = billing_selectors.ledger_entries(account_id=account.id, before_id=int_text(before))
     context = {
         "account": account,
         "totals": billing_selectors.account_totals(account_id=account.id),
@@ -122,13 +123,20 @@ def _audit_filters(request: HttpRequest) -> tuple[selectors.AuditFilters, list[s
             problems.append(f"{value!r} is not a date (YYYY-MM-DD); the filter was left out.")
             return None
 
+    def text(name: str, limit: int) -> str:
+        value = request.GET.get(name, "").strip()[:limit]
+        if "\x00" in value:
+            problems.append(f"The {name} filter contains a NUL character; it was left out.")
+            return ""
+        return value
+
     action = request.GET.get("action", "")
     if action and action not in AuditEntry.Action.values:
         problems.append(f"{action!r} is not an action; the filter was left out.")
         action = ""
     filters = selectors.AuditFilters(
-        staff=request.GET.get("staff", "").strip()[:200],
-        account=request.GET.get("account", "").strip()[:60],
+        staff=text("staff", 200),
+        account=text("account", 60),
         action=action,
         since=day("since"),
         until=day("until"),
@@ -143,7 +151,7 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     if request.GET.get("format") == "csv":
         return _audit_csv(selectors.audit_entries(filters=filters, limit=None))
     before = request.GET.get("before", "")
-    entries = selectors.audit_entries(filters=filters, before_id=int(before) if before.isdigit() else None)
+    entries = selectors.audit_entries(filters=filters, before_id=int_text(before))
     query = request.GET.copy()
     query.pop("before", None)
     context = {
@@ -187,6 +195,13 @@ def _figures(values: dict) -> str:
             value = money.nanos_to_usd_string(value)
         parts.append(f"{name}={value}")
     return " ".join(parts)
+
+
+@staff_required
+@require_GET
+def dead_letters_page(request: HttpRequest) -> HttpResponse:
+    """Settlements that could not be written (never charged), newest first, across accounts."""
+    return render(request, "staff/dead_letters.html", {"rows": selectors.dead_letters_recent()})
 
 
 @staff_required

@@ -61,6 +61,7 @@ def staff_urls(account, key) -> list[tuple[str, str]]:
         ("get", reverse("staff:audit")),
         ("get", reverse("staff:audit") + "?format=csv"),
         ("get", reverse("staff:catalog")),
+        ("get", reverse("staff:dead-letters")),
         ("get", "/staff/ledger"),
         ("get", f"/staff/ledger/{account.id}"),
         ("post", account_url(account, "adjust")),

@@ -261,3 +261,23 @@ def test_models_page_filters_sort_and_bad_filters(owner):
         assert client.get(f"/models?sort={sort}&free=on&params=tools&context=16000").status_code == 200
     page = client.get("/models/openai/gpt-4o-mini").content.decode()
     assert "Providers" in page and "Uptime" in page and "chat/completions" in page
+
+
+def test_the_model_page_marks_endpoints_under_a_declared_outage(owner):
+    from routing.models import Endpoint
+    from routing.services import catalog_outage_set
+
+    client = owner["client"]
+    endpoints = list(Endpoint.objects.filter(model__slug="openai/gpt-4o-mini", active=True).select_related("provider"))
+    assert endpoints
+    page = client.get("/models/openai/gpt-4o-mini").content.decode()
+    assert "down (declared outage)" not in page
+    catalog_outage_set(endpoint=endpoints[0], down=True)
+    page = client.get("/models/openai/gpt-4o-mini").content.decode()
+    row = page.split(f'data-endpoint="{endpoints[0].tag}"', 1)[1].split("</tr>", 1)[0]
+    assert "down (declared outage)" in row
+    assert page.count("down (declared outage)") == 1
+    catalog_outage_set(endpoint=endpoints[0], down=False)
+    catalog_outage_set(provider=endpoints[0].provider, down=True)
+    page = client.get("/models/openai/gpt-4o-mini").content.decode()
+    assert page.count("down (declared outage)") == sum(e.provider_id == endpoints[0].provider_id for e in endpoints)

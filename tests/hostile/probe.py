@@ -201,6 +201,7 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
         Route("/staff/audit", api=False, auth="session", query=("staff", "account", "action", "since", "until",
                                                                 "before", "format")),
         Route("/staff/catalog", api=False, auth="session"),
+        Route("/staff/dead-letters", api=False, auth="session"),
         Route("/staff/catalog/outage", ("POST",), api=False, auth="session", form=True,
               body={"kind": "provider", "id": "999999", "down": "on", "reason": "probe",
                     "idempotency_key": "probe-outage"}),

@@ -198,10 +198,22 @@ def test_staff_pages_take_any_query_without_a_5xx(live_server_url):
     bundle = make_key(credits="1")
     get_user_model().objects.filter(id=bundle.account.owner_id).update(is_staff=True, is_superuser=True)
     cookies = {"sessionid": signed_in_client(bundle.account).cookies["sessionid"].value}
-    with httpx.Client(base_url=live_server_url.url, cookies=cookies, timeout=30) as client:
-        for value in ("²", "99999999999999999999", "-1", "%FF"):
-            assert client.get("/staff/ledger", params={"q": value}).status_code == 200
-            assert client.get(f"/staff/ledger/{bundle.account.id}", params={"before": value}).status_code == 200
+    account = bundle.account
+    pages = [
+        ("/staff/", "q", "Look up an account"),
+        ("/staff/ledger", "q", "Look up an account"),  # the old address redirects to the console's search
+        (f"/staff/accounts/{account.id}/ledger", "before", f"Staff: ledger of {account.public_id}"),
+        (f"/staff/ledger/{account.id}", "before", f"Staff: ledger of {account.public_id}"),
+        ("/staff/audit", "account", "Audit log"),
+        ("/staff/audit", "before", "Audit log"),
+        ("/staff/dead-letters", "q", "Settlement dead letters"),
+    ]
+    with httpx.Client(base_url=live_server_url.url, cookies=cookies, timeout=30, follow_redirects=True) as client:
+        for value in ("²", "٣", "99999999999999999999", "999999999999999999", "-1", "", "%FF", "\x00"):
+            for path, name, title in pages:
+                response = client.get(path, params={name: value})
+                assert response.status_code == 200, (path, name, value, response.status_code)
+                assert title in response.text, (path, name, value)
 
 
 # --- bodies ---------------------------------------------------------------------------------------------
