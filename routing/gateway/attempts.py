@@ -192,7 +192,8 @@ async def upstream_open(prepared: Prepared) -> aiohttp.ClientResponse:
     if response.status != 200:
         try:
             payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream.read_failed(exc)
             payload = b""
         response.release()
         message, retry_after = prepared.adapter.parse_error(response.status, payload, response.headers)

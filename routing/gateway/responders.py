@@ -17,6 +17,7 @@ from django.conf import settings
 
 from billing.metering import Charge, Usage
 
+from .. import upstream
 from ..plugins.web_search import annotations_for
 from ..providers.base import InvalidResponse
 from ..shapes import usage_body, usage_from_provider
@@ -48,7 +49,8 @@ class JsonResponder:
         response = await upstream_open(prepared)
         try:
             payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream.read_failed(exc)
             raise AttemptFailed(502, "Provider connection dropped") from None
         finally:
             response.release()
@@ -217,6 +219,7 @@ class SseResponder:
                     if out and call.streaming_committed:
                         await call.send({"type": "http.response.body", "body": out, "more_body": True})
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                upstream.read_failed(exc)  # the client left: aiohttp's shared "Connection closed" error
                 if not call.streaming_committed and not call.disconnected:
                     raise AttemptFailed(502, f"Provider stream failed: {type(exc).__name__}") from None
                 failed = not call.disconnected
