@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -48,6 +49,12 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/openrouter_bench_burs
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
+
+RUN_SECRETS = {
+    "SECRET_KEY": secrets.token_urlsafe(40),
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
+    "CRYPTO_WEBHOOK_SECRET": secrets.token_hex(16),
+}
 class SetupError(RuntimeError):
     """A server or a setup step failed; the rows that needed it are skipped."""
 
@@ -258,6 +265,9 @@ class Bench:
                 "COUNTER_PREFIX": "burst",
             }
         )
+        # DEBUG off refuses the public development secrets: this run's own, random.
+        for name, value in RUN_SECRETS.items():
+            env.setdefault(name, value)
         if setup == "postgres":
             env["DATABASE_URL"] = self.opts.database_url
             env["REDIS_URL"] = self.opts.redis_url
