@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import redis
 from django.conf import settings
 
 from . import redis_clients
@@ -32,6 +35,17 @@ logger = logging.getLogger("openrouter.process_cache")
 K = TypeVar("K")
 V = TypeVar("V")
 LISTEN_POLL_SECONDS = 1.0
+# Who sent an invalidation: a process skips its own (it already forgot the key, and a late echo
+# would drop an entry loaded after the change). Messages without it are honoured (any sender).
+_origin: tuple[int, str] = (0, "")
+
+
+def origin() -> str:
+    """This process's name on invalidation messages (a new one after a fork)."""
+    global _origin
+    if _origin[0] != os.getpid():
+        _origin = (os.getpid(), f"{os.getpid()}:{secrets.token_hex(4)}")
+    return _origin[1]
 MAX_ENTRIES = 100_000
 
 
@@ -83,7 +97,7 @@ class InvalidatingCache(Generic[K, V]):
         self.forget(key)
         if redis_clients.redis_enabled():
             try:
-                redis_clients.sync_client().publish(self.channel(), str(key))
+                redis_clients.sync_client().publish(self.channel(), f"{key} {origin()}")
             except Exception:  # a missed message only delays the change by the TTL
                 logger.warning("could not publish a %s invalidation", self.name, exc_info=True)
 
@@ -95,7 +109,8 @@ class InvalidatingCache(Generic[K, V]):
     def channel(self) -> str:
         # Pub/sub ignores Redis database numbers: name the database, so deployments (or test runs)
         # sharing one Redis server on different databases never invalidate each other's entries.
-        return f"{settings.COUNTER_PREFIX}:db{redis_database(settings.REDIS_URL)}:{self.name}:invalidate"
+        database = redis.connection.parse_url(settings.REDIS_URL).get("db", 0) if settings.REDIS_URL else 0
+        return f"{settings.COUNTER_PREFIX}:db{database}:{self.name}:invalidate"
 
     def _ensure_listener(self) -> None:
         """One listener per process, on the running loop (restarted if that loop changed)."""
@@ -120,8 +135,11 @@ class InvalidatingCache(Generic[K, V]):
                         raise asyncio.CancelledError
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
+                        text, _, sender = (data.decode() if isinstance(data, bytes) else data).partition(" ")
+                        if sender == origin():
+                            continue
                         try:
-                            self.forget(self.parse_key(data.decode() if isinstance(data, bytes) else data))
+                            self.forget(self.parse_key(text))
                         except ValueError:
                             continue
             except asyncio.CancelledError:
@@ -135,15 +153,3 @@ class InvalidatingCache(Generic[K, V]):
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
                 await asyncio.sleep(1)
-
-
-def redis_database(url: str | None) -> int:
-    """The database number a Redis URL selects (0 when it names none)."""
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(url or "")
-    path = parts.path.strip("/")
-    if path.isdigit():
-        return int(path)
-    db = parse_qs(parts.query).get("db", ["0"])[0]
-    return int(db) if db.isdigit() else 0
