@@ -7,7 +7,9 @@ from dataclasses import dataclass, replace
 
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncMinute, TruncMonth
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute, TruncMonth
+
+from accounts.models import ApiKey
 
 from .models import Generation, UsageDaily, UsageHourly
 
@@ -282,8 +284,6 @@ def past_day_usage(*, account_id: int, now: dt.datetime, key_id: int | None = No
 def _group_names(group: str, values: list) -> dict:
     if group != "key":
         return {v: (v or "(unknown)") for v in values}
-    from accounts.models import ApiKey
-
     names = dict(ApiKey.objects.filter(id__in=[v for v in values if v]).values_list("id", "name"))
     return {v: names.get(v, "(no key or deleted key)") for v in values}
 
@@ -391,10 +391,6 @@ def rollups_drift(*, account_id: int | None = None, daily: bool = False) -> list
     with the hourly (or daily) roll-ups. A generation without a key and a roll-up row whose key was
     deleted both count as key 0 (the key's generations had their key set to NULL).
     """
-    from django.db.models.functions import TruncDay, TruncHour
-
-    from accounts.models import ApiKey
-
     trunc = (TruncDay if daily else TruncHour)("created_at", tzinfo=dt.UTC)
     raw = Generation.objects.all() if account_id is None else Generation.objects.filter(account_id=account_id)
     table = UsageDaily if daily else UsageHourly

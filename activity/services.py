@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts.models import ApiKey
 
@@ -165,8 +165,6 @@ def _upsert(table: str, sums: dict[tuple, list[int]]) -> None:
 
 def rollups_rebuild(*, account_id: int) -> int:
     """Recompute one account's roll-ups from its generations (repair after a failed check)."""
-    from django.db import transaction
-
     with transaction.atomic():
         UsageHourly.objects.filter(account_id=account_id).delete()
         UsageDaily.objects.filter(account_id=account_id).delete()
@@ -198,8 +196,6 @@ def generations_seed(*, records: list) -> int:
     """Bulk-load synthetic generations (``manage.py seed_activity``) and roll them up through
     ``rollups_apply``, in one transaction. PostgreSQL gets COPY; other databases executemany.
     Records are ``activity.records.GenerationRecord``; no ledger entry is written (test data)."""
-    from django.db import transaction
-
     table = Generation._meta.db_table
     rows = [
         (

@@ -16,7 +16,7 @@ direct p50. Not a test: the machine is shared, so run it a few times (``--rounds
 
 Run: ``.venv/bin/python bench/burst.py [--setups default,postgres] [--rounds 3] [--server daphne]``
 (``make bench-burst``). PostgreSQL and Redis come from ``--database-url`` (the database is dropped
-and re-created) and ``--redis-url`` (the db is flushed).
+and re-created) and ``--redis-url`` (only keys under ``burst:`` are deleted).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import socket
 import statistics
@@ -35,13 +34,21 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import (  # noqa: E402  (bench/run.py: secrets, ports, manage.py, store resets)
+    HOST,
+    PYTHON,
+    ROOT,
+    RUN_SECRETS,
+    SetupError,
+    free_port,
+    manage,
+    reset_external_stores,
+)
+
 MODEL = "openai/gpt-4o-mini"
 DIRECT_PROVIDER, DIRECT_MODEL = "openai", "gpt-4o-mini"
 START_TIMEOUT = 60.0
@@ -49,23 +56,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/openrouter_bench_burs
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
-
-RUN_SECRETS = {
-    "SECRET_KEY": secrets.token_urlsafe(40),
-    "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
-    "CRYPTO_WEBHOOK_SECRET": secrets.token_hex(16),
-}
-class SetupError(RuntimeError):
-    """A server or a setup step failed; the rows that needed it are skipped."""
-
-
 # --- processes ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -137,33 +128,6 @@ def gateway_command(server: str, port: int, backlog: int) -> list[str]:
     if backlog:
         command += ["--backlog", str(backlog)]
     return [*command, app]
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SetupError(f"manage.py {' '.join(args)} failed:\n" + (done.stdout + done.stderr)[-1500:])
-    return done.stdout
-
-
-def reset_stores(env: dict[str, str]) -> None:
-    """An empty database (PostgreSQL: dropped and re-created) and an empty Redis db, when used."""
-    try:
-        if "DATABASE_URL" in env:
-            import psycopg
-
-            url = urlparse(env["DATABASE_URL"])
-            name = url.path.lstrip("/")
-            admin = url._replace(scheme="postgresql", path="/postgres").geturl()
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                conn.execute(f'CREATE DATABASE "{name}"')
-        if "REDIS_URL" in env:
-            import redis
-
-            redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    except Exception as exc:  # any driver error: the service is not usable
-        raise SetupError(f"could not reset PostgreSQL/Redis: {exc}") from exc
 
 
 def create_key(env: dict[str, str], email: str) -> str:
@@ -282,7 +246,7 @@ class Bench:
 
     def setup(self, setup: str) -> None:
         env = self.env(setup)
-        reset_stores(env)
+        reset_external_stores(env)
         manage(env, "migrate", "--noinput")
         manage(env, "load_catalog")
         warm_key = create_key(env, "burst-warm@example.com")

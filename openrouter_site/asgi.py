@@ -5,6 +5,7 @@ view or middleware machinery on the hot path); websockets go to Channels
 consumers; everything else is ordinary Django.
 """
 
+import functools
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openrouter_site.settings")
@@ -29,13 +30,15 @@ GATEWAY_PATHS = {
     "/api/v1/chat/completions": "chat",
     "/api/v1/completions": "completions",
 }
+# One ASGI callable per inference path, made once (not a closure per request).
+GATEWAY_APPS = {path: functools.partial(gateway_app, kind=kind) for path, kind in GATEWAY_PATHS.items()}
 
 
 async def http_app(scope, receive, send):
     path = scope["path"].rstrip("/") or "/"
-    kind = GATEWAY_PATHS.get(path)
-    if kind is not None:
-        await metrics.observe(lambda s, r, w: gateway_app(s, r, w, kind), scope, receive, send, path, inference=True)
+    app = GATEWAY_APPS.get(path)
+    if app is not None:
+        await metrics.observe(app, scope, receive, send, path, inference=True)
     else:
         await metrics.observe(django_app, scope, receive, send, metrics.django_route(scope["path"]))
 
