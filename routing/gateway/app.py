@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from billing.metering import meters_flush
+from openrouter_site.errors import ApiError
 
 from .. import upstream
 from ..request_parsing import InferenceRequest, parse_chat, parse_completion
 from .call import Call
 from .responders import JsonResponder, SseResponder
+from .state import CallState
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,15 @@ class Surface:
     parse: Callable[[dict, str], InferenceRequest]
     json_responder: type
     sse_responder: type
+    name: str = ""  # the API as clients see it ("messages", "responses", ...); defaults to ``kind``
+    # How an error is answered on this API, before any byte went out (a JSON body) and in-band after
+    # the stream started (the bytes that end the stream). None: OpenRouter's envelope and chunk.
+    error_body: Callable[[ApiError, CallState], dict] | None = None
+    stream_error: Callable[[ApiError, CallState], bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
 
 
 SURFACES = {

@@ -100,6 +100,8 @@ class Call(CallState):
     async def _authenticate(self) -> KeyInfo:
         authorization = self.headers.get(b"authorization")
         token = bearer_token(authorization.decode("latin-1")) if authorization else None
+        if token is None and (api_key := self.headers.get(b"x-api-key")):  # Anthropic's clients
+            token = api_key.decode("latin-1").strip() or None
         if token is None:
             raise Unauthorized("No auth credentials found")
         info = await key_info(key_hash(token))

@@ -206,13 +206,24 @@ class CallState:
         if exc.user_id is None and self.key is not None and exc.status in (402, 429):
             exc.user_id = self.key.account_public_id
         if not self.response_started:
+            body = exc.body() if self.surface.error_body is None else self.surface.error_body(exc, self)
             try:
-                await self.send_json(exc.status, exc.body(), exc.headers)
+                await self.send_json(exc.status, body, exc.headers)
             except Exception:
                 logger.debug("client gone before the error could be sent", exc_info=True)
             return
         # Headers are out (keep-alive comments were sent): report in-band, then end the stream.
         self.streaming_committed = True  # no more keep-alive comments
+        if self.surface.stream_error is not None:
+            payload = self.surface.stream_error(exc, self)
+        else:
+            payload = self._stream_error_chunk(exc)
+        try:
+            await self.send({"type": "http.response.body", "body": payload, "more_body": False})
+        except Exception:
+            logger.debug("client gone before the error could be sent", exc_info=True)
+
+    def _stream_error_chunk(self, exc: ApiError) -> bytes:
         chunk = {
             "id": self.id,
             "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
@@ -222,9 +233,4 @@ class CallState:
             "error": exc.body()["error"],
             "choices": [error_choice(self.kind)],
         }
-        try:
-            await self.send(
-                {"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE, "more_body": False}
-            )
-        except Exception:
-            logger.debug("client gone before the error could be sent", exc_info=True)
+        return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
