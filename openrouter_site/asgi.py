@@ -20,9 +20,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 from chatroom.routing import websocket_urlpatterns  # noqa: E402
 from openrouter_site import metrics  # noqa: E402
+from openrouter_site.daphne_tuning import daphne_tune  # noqa: E402
 from openrouter_site.inputs import BodyLimit  # noqa: E402
 from routing.gateway import GatewayApp  # noqa: E402
 
+daphne_tune()  # Twisted's per-request waste under Daphne (see daphne_tuning.py); uvicorn never calls it
 django_app = BodyLimit(get_asgi_application())
 gateway_app = GatewayApp()
 

@@ -37,13 +37,18 @@ class Call(CallState):
         except ClientGone:
             pass
         except ApiError as exc:
+            self._hold_release()  # before the answer: a client that sees its error sees its credit back
             await self.fail(exc)
         except Exception:
             logger.exception("unexpected error in %s", self.id)
+            self._hold_release()
             await self.fail(ServerError())
         finally:
-            if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
-                self.settle(None, None, finish="error", native=None, charge=None)  # releases the hold
+            self._hold_release()
+
+    def _hold_release(self) -> None:
+        if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
+            self.settle(None, None, finish="error", native=None, charge=None)  # releases the hold
 
     async def _run(self) -> None:
         if self.scope["method"] != "POST":

@@ -75,11 +75,13 @@ class JsonResponder:
             attempt, usage, finish=finish, native=native, charge=charge,
             upstream_id=str(data.get("id") or ""), first_token_at=answered,
         )
-        await call.remember(
-            attempt, ttft_ms=(answered - started) * 1000, tokens=usage.completion_tokens, seconds=answered - started,
-            tool_calls=_valid_tool_calls(first.get("message")),
-        )
-        await call.send_json(200, self._body(data, choices, prepared, usage, charge))
+        try:
+            await call.send_json(200, self._body(data, choices, prepared, usage, charge))
+        finally:  # stats and stickiness after the answer is out: they are not the client's wait
+            await call.remember(
+                attempt, ttft_ms=(answered - started) * 1000, tokens=usage.completion_tokens,
+                seconds=answered - started, tool_calls=_valid_tool_calls(first.get("message")),
+            )
 
     def _body(self, data: dict, choices: list, prepared: Prepared, usage: Usage, charge: Charge) -> dict:
         call, attempt, adapter = self.call, prepared.attempt, prepared.adapter
@@ -263,11 +265,6 @@ class SseResponder:
             usage, charge = await self._settle(prepared, state, finish="error", bill_errors=True)
         else:
             usage, charge = await self._settle(prepared, state, finish=state.finish or "stop", bill_errors=False)
-            now = time.monotonic()
-            await call.remember(
-                attempt, ttft_ms=((state.first_token_at or now) - started) * 1000, tokens=usage.completion_tokens,
-                seconds=now - (state.first_token_at or started), tool_calls=state.tool_calls,
-            )
         if call.search_results and not failed:
             annotations = annotations_for("".join(state.text), call.search_results)
             delta = {"role": "assistant", "content": "", "annotations": annotations}
@@ -275,7 +272,15 @@ class SseResponder:
             tail += state.event({"choices": [choice]})
         tail += state.event({"choices": [], "usage": usage_body(usage, charge.cost, charge.charged, is_byok=attempt.is_byok)})
         tail += DONE
-        await call.send({"type": "http.response.body", "body": tail, "more_body": False})
+        now = time.monotonic()
+        try:
+            await call.send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            if not failed:  # stats and stickiness after the stream is out: they are not the client's wait
+                await call.remember(
+                    attempt, ttft_ms=((state.first_token_at or now) - started) * 1000, tokens=usage.completion_tokens,
+                    seconds=now - (state.first_token_at or started), tool_calls=state.tool_calls,
+                )
 
 
 def reasoning_excluded(body: dict) -> bool:
