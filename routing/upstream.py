@@ -33,6 +33,9 @@ def session() -> aiohttp.ClientSession:
             ),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # No cookies: a provider's Set-Cookie must never ride along on another account's request
+            # (and the jar's per-request filtering and parsing is work the hot path skips).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         _sessions[loop] = current
     return current
