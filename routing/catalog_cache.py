@@ -1,9 +1,9 @@
 """The hot path's in-memory copy of the catalog.
 
 Built from the database in a worker thread, kept for
-``GATEWAY_CATALOG_CACHE_SECONDS``, and rebuilt sooner when ``load_catalog`` bumps
-the catalog version in the cache or when a model id is not found in a copy more
-than two seconds old. Each model's endpoints are pre-sorted cheapest first.
+``GATEWAY_CATALOG_CACHE_SECONDS``, and rebuilt sooner when the catalog changes (``invalidate``:
+this process and, through Redis, every other at once) or when a model id is not found in a copy
+more than two seconds old. Each model's endpoints are pre-sorted cheapest first.
 
 An endpoint also carries what ``routing.selection`` filters on: its provider's data
 policy (an unknown policy is assumed to train and retain, as OpenRouter does), its
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from openrouter_site.db_threads import in_db_thread
-from openrouter_site.single_flight import SingleFlight
+from openrouter_site.process_cache import InvalidatingCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,44 +153,37 @@ def _build() -> CatalogSnapshot:
     return CatalogSnapshot(models=models, built_at=time.monotonic(), version=version)
 
 
-_build_async = in_db_thread(_build)
-_snapshot: CatalogSnapshot | None = None
-_generation = 0  # bumped by every invalidation: a build that raced one is not kept
-builds: SingleFlight[int, CatalogSnapshot] = SingleFlight("catalog")
+SNAPSHOT = "snapshot"  # the one entry
+# Built in a worker thread, once however many requests miss at the same time; forgotten at once here
+# and, through Redis, in every other process when the catalog changes (an outage declared by staff).
+snapshots: InvalidatingCache[str, CatalogSnapshot] = InvalidatingCache(
+    name="catalog", load=lambda _key: _build(), ttl=lambda: settings.GATEWAY_CATALOG_CACHE_SECONDS, parse_key=str
+)
+builds = snapshots.flights  # its loads are the builds
 
 
 async def catalog() -> CatalogSnapshot:
-    snapshot = _snapshot
-    if snapshot is None or time.monotonic() - snapshot.built_at > settings.GATEWAY_CATALOG_CACHE_SECONDS:
-        return await refresh()
-    return snapshot
+    return await snapshots.get(SNAPSHOT)
 
 
 async def model_lookup(slug: str) -> ModelEntry | None:
     snapshot = await catalog()
     entry = snapshot.models.get(slug)
     if entry is None and time.monotonic() - snapshot.built_at > 2:
-        snapshot = await refresh()
+        snapshot = await refresh(stale=snapshot)
         entry = snapshot.models.get(slug)
     return entry
 
 
-async def refresh() -> CatalogSnapshot:
-    """Rebuild once, however many requests ask at the same time (a request after an invalidation
-    waits for a build that started after it)."""
-    generation = _generation
-    return await builds.run(generation, lambda: _rebuild(generation))
-
-
-async def _rebuild(generation: int) -> CatalogSnapshot:
-    global _snapshot
-    snapshot = await _build_async()
-    if generation == _generation:
-        _snapshot = snapshot
-    return snapshot
+async def refresh(stale: CatalogSnapshot | None = None) -> CatalogSnapshot:
+    """Rebuild (once, however many requests ask at the same time): always, or only if the snapshot
+    held is still ``stale`` (a burst of unknown model ids rebuilds once, not once each)."""
+    held = snapshots.entries.get(SNAPSHOT)
+    if stale is None or (held is not None and held[1] is stale):
+        snapshots.forget(SNAPSHOT)
+    return await snapshots.get(SNAPSHOT)
 
 
 def invalidate() -> None:
-    global _snapshot, _generation
-    _generation += 1
-    _snapshot = None
+    """The catalog changed: forget the snapshot here and in every other process."""
+    snapshots.invalidate(SNAPSHOT)

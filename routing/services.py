@@ -136,6 +136,7 @@ def catalog_load(*, data: dict) -> CatalogLoadResult:
         counts["endpoints"]["deactivated"] = Endpoint.objects.filter(pk__in=stale_endpoints).update(active=False)
 
         transaction.on_commit(catalog_version_bump)
+        transaction.on_commit(catalog_cache.invalidate)
 
     return CatalogLoadResult(
         providers=len(providers),
@@ -522,8 +523,8 @@ def catalog_outage_set(*, provider: Provider | None = None, endpoint: Endpoint |
     """Declare a provider (all its endpoints) or one endpoint down, or up again (the staff console).
 
     Routing leaves it out of the catalog snapshot it plans from, and the endpoints API shows its
-    status as down; this process forgets its snapshot at once, others within
-    ``GATEWAY_CATALOG_CACHE_SECONDS`` (the catalog version is bumped for readers that watch it).
+    status as down; every gateway process forgets its snapshot at once (through Redis; without it
+    there is one process), and the catalog version is bumped for readers that watch it.
     """
     row = provider if provider is not None else endpoint
     if row is None or (provider is not None and endpoint is not None):

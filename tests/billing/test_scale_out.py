@@ -27,6 +27,7 @@ from accounts.services import api_key_update
 from activity.models import Generation
 from billing.models import LedgerEntry
 from billing.selectors import ledger_drift, ledger_sum
+from routing.services import catalog_outage_set
 from tests.factories import make_key
 from tests.live_server import free_port
 from tests.routing.test_chat_completions import multi_provider_model
@@ -210,6 +211,28 @@ def test_a_disabled_key_is_refused_by_both_processes_at_once(two_gateways):
                 refused.add(index)
         time.sleep(0.05)
     assert refused == {0, 1}
+
+
+def test_a_declared_outage_reaches_both_processes_at_once(two_gateways):
+    slug, endpoints = multi_provider_model()
+    cheapest = endpoints[0]
+    bundle = make_key(credits="1")
+    for server in two_gateways:  # both hold a catalog snapshot with the cheapest endpoint in it
+        response = httpx.post(f"{server.url}/chat/completions", json=_body(slug, 4), headers=bundle.headers, timeout=30)
+        assert response.status_code == 200 and response.json()["provider"] == cheapest.provider.name
+    catalog_outage_set(endpoint=cheapest, down=True)
+    deadline = time.monotonic() + 2.0  # the snapshot lives 30 s: only the Redis invalidation explains a change
+    moved: set[int] = set()
+    while len(moved) < 2 and time.monotonic() < deadline:
+        for index, server in enumerate(two_gateways):
+            response = httpx.post(
+                f"{server.url}/chat/completions", json=_body(slug, 4), headers=bundle.headers, timeout=30
+            )
+            assert response.status_code == 200, response.text
+            if response.json()["provider"] != cheapest.provider.name:
+                moved.add(index)
+        time.sleep(0.05)
+    assert moved == {0, 1}
 
 
 def test_generations_from_both_processes_land_exactly_once(two_gateways):
