@@ -136,7 +136,6 @@ def catalog_load(*, data: dict) -> CatalogLoadResult:
         counts["endpoints"]["deactivated"] = Endpoint.objects.filter(pk__in=stale_endpoints).update(active=False)
 
         transaction.on_commit(catalog_version_bump)
-        transaction.on_commit(catalog_cache.invalidate)
 
     return CatalogLoadResult(
         providers=len(providers),
@@ -152,6 +151,7 @@ def catalog_load(*, data: dict) -> CatalogLoadResult:
 def catalog_version_bump() -> None:
     """Tell every reader of the catalog (the /models cache, routing snapshots) that it changed."""
     cache.set(CATALOG_VERSION_CACHE_KEY, time.time_ns(), timeout=None)
+    catalog_cache.invalidate()  # every gateway process's snapshot, at once
 
 
 def _upsert(model_class: type, row: Any, values: dict[str, Any]) -> tuple[Any, str]:
@@ -532,4 +532,3 @@ def catalog_outage_set(*, provider: Provider | None = None, endpoint: Endpoint |
     type(row).objects.filter(id=row.id).update(outage=down)
     row.outage = down
     transaction.on_commit(catalog_version_bump)
-    transaction.on_commit(catalog_cache.invalidate)

@@ -33,7 +33,7 @@ def test_a_providers_set_cookie_is_not_sent_back():
                     assert response.status == 200
                     await response.read()
         finally:
-            await upstream.close_all()
+            await upstream.session().close()  # this loop's only (other tests' live servers keep theirs)
             await runner.cleanup()
 
     asyncio.run(scenario())
