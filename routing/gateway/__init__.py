@@ -25,5 +25,6 @@ its parser and its two responders; the outline and the attempt loop stay as they
 """
 
 from .app import GatewayApp, Surface
+from .sessions import EventSink, SessionOutcome, session_call_run
 
-__all__ = ["GatewayApp", "Surface"]
+__all__ = ["EventSink", "GatewayApp", "SessionOutcome", "Surface", "session_call_run"]
