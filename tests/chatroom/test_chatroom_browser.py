@@ -1,0 +1,232 @@
+"""The chatroom in a real browser (Debian's Chromium driven by Playwright) against the live server (uvicorn,
+the real socket and session auth), the provider simulator and the real settlement path.
+
+The journey: sign in → pick two models → send → both columns stream → stop one → costs shown (and the
+balance lost exactly their sum) → reload, the conversation is still there (IndexedDB) → export → delete →
+import → it is back → the activity page lists the requests as "Chatroom". Screenshots at desktop and
+390 px under var/test-screenshots/ (chat-desktop.png is two models answering side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from activity.models import Generation
+from billing.selectors import ledger_drift
+from billing.settlement import settlement_flush
+from tests.chatroom.test_chatroom_consumer import paid_models
+from tests.factories import make_account
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
+PASSWORD = "a-long-passphrase-for-tests"
+WAIT_MS = 20_000
+REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"
+
+if not REQUIRED:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+from playwright import sync_api  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if REQUIRED:
+            pytest.fail("no chromium binary on PATH")
+        pytest.skip("no chromium binary on PATH (apt-get install chromium)")
+    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # see tests/billing/test_credits_browser.py
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser, gateway, request):
+    contexts = []
+    errors: list[str] = []
+
+    def make(viewport=DESKTOP):
+        context = browser.new_context(base_url=gateway.url, viewport=viewport, accept_downloads=True)
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text)
+                if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+        return page
+
+    failed_before = request.session.testsfailed
+    yield make
+    if request.session.testsfailed > failed_before and contexts:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for context in contexts:
+            for i, page in enumerate(context.pages):
+                page.screenshot(path=str(SCREENSHOTS / f"failed-{request.node.name}-{i}.png"), full_page=True)
+    for context in contexts:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def sign_in(page, email: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("form:has(input[name=password]) [type=submit]").click()
+    page.wait_for_load_state()
+    page.goto("/chat")
+    expect(page.locator("#socket-status")).to_have_text("")  # the socket said "ready"
+
+
+def pick(page, slug: str) -> None:
+    page.fill("#model-search", slug)
+    option = page.locator(f'.model-option[data-id="{slug}"]')
+    expect(option).to_be_visible()
+    expect(option.locator(".opt-price")).to_contain_text("/M in")
+    option.click()
+    expect(page.locator(".picked-model .pm-name[title='" + slug + "']")).to_be_visible()
+
+
+def usd_nanos(text: str) -> int:
+    match = re.search(r"\$(\d+\.\d+)", text)
+    assert match, text
+    return int(Decimal(match.group(1)) * 1_000_000_000)
+
+
+def answer(page, slug: str):
+    return page.locator(f".answer:has(.a-model[title='{slug}'])").last
+
+
+def test_chatroom_journey(new_page, simulator, tmp_path):
+    (slug_a, endpoint_a), (slug_b, endpoint_b) = paid_models(2)
+    simulator.set(endpoint_a.provider.slug, tokens_per_second=15, completion_tokens=400)
+    simulator.set(endpoint_b.provider.slug, tokens_per_second=40, completion_tokens=40)
+    account = make_account(credits="5")
+    user = account.owner
+    user.set_password(PASSWORD)
+    user.save()
+    before = account.balance
+
+    page = new_page()
+    sign_in(page, user.email)
+    expect(page.locator("#empty-state")).to_be_visible()
+    pick(page, slug_a)
+    pick(page, slug_b)
+    page.fill("#prompt", "Compare yourselves in one paragraph.")
+    page.click("#send")
+
+    a, b = answer(page, slug_a), answer(page, slug_b)
+    expect(a).to_have_class(re.compile(r"\bstreaming\b"))
+    expect(a.locator(".a-body")).not_to_have_text(re.compile(r"^\s*…?\s*$"))  # tokens arrived while streaming
+    expect(b.locator(".a-stats")).to_contain_text("$", timeout=WAIT_MS)  # B finished on its own
+    expect(a).to_have_class(re.compile(r"\bstreaming\b"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat-desktop.png"))
+    a.locator(".a-stop").click()
+    expect(a.locator(".a-stats")).to_contain_text("stopped")
+    expect(a.locator(".a-stats")).to_contain_text("$")
+    simulator.wait_for_stats(endpoint_a.provider.slug, lambda s: s["cancelled"] == 1, timeout=10)
+
+    cost_a, cost_b = usd_nanos(a.locator(".a-stats").inner_text()), usd_nanos(b.locator(".a-stats").inner_text())
+    total = usd_nanos(page.locator("#conv-cost").inner_text())
+    assert total == cost_a + cost_b > 0
+    settlement_flush()
+    account.refresh_from_db()
+    assert before - account.balance == total
+    assert ledger_drift(account_id=account.id) == []
+    generations = list(Generation.objects.filter(account=account))
+    assert len(generations) == 2 and {g.app_title for g in generations} == {"Chatroom"}
+    assert sorted(g.cost for g in generations) == sorted([cost_a, cost_b])
+    text_a, text_b = a.locator(".a-body").inner_text(), b.locator(".a-body").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "chat-desktop-done.png"))
+
+    # reload: the conversation is still there (IndexedDB)
+    page.reload()
+    expect(page.locator(".conv")).to_have_count(1)
+    expect(page.locator("#chat-title")).to_have_text("Compare yourselves in one paragraph.")
+    expect(answer(page, slug_a).locator(".a-body")).to_have_text(text_a)
+    expect(answer(page, slug_b).locator(".a-body")).to_have_text(text_b)
+    expect(page.locator("#conv-cost")).to_have_text(re.compile(r"\$"))
+    assert usd_nanos(page.locator("#conv-cost").inner_text()) == total
+
+    # export
+    with page.expect_download() as download:
+        page.click("#export")
+    exported = tmp_path / "export.json"
+    download.value.save_as(exported)
+    data = json.loads(exported.read_text())
+    assert data["format"] == "openrouter-chatroom" and len(data["conversations"]) == 1
+    assert data["conversations"][0]["turns"][0]["answers"]
+
+    # delete
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator(".conv .conv-delete").click()
+    expect(page.locator(".conv")).to_have_count(0)
+    expect(page.locator(".answer")).to_have_count(0)
+    page.reload()
+    expect(page.locator(".conv")).to_have_count(0)
+
+    # import: it is back
+    page.set_input_files("#import", str(exported))
+    expect(page.locator(".conv")).to_have_count(1)
+    expect(answer(page, slug_a).locator(".a-body")).to_have_text(text_a)
+    expect(answer(page, slug_b).locator(".a-stats")).to_contain_text("$")
+    assert usd_nanos(page.locator("#conv-cost").inner_text()) == total
+
+    # the activity page lists the chatroom's requests
+    page.goto("/activity")
+    rows = page.locator("#log tr:has-text('Chatroom'), table tr:has-text('Chatroom')")
+    expect(rows.first).to_be_visible()
+
+    # the phone layout: answers stack, nothing wider than the screen
+    phone = new_page(PHONE)
+    sign_in(phone, user.email)
+    phone.set_input_files("#import", str(exported))
+    expect(answer(phone, slug_b).locator(".a-stats")).to_contain_text("$")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.screenshot(path=str(SCREENSHOTS / "chat-phone.png"))
+    answer(phone, slug_a).scroll_into_view_if_needed()
+    phone.screenshot(path=str(SCREENSHOTS / "chat-phone-answers.png"))
+    phone.click("#sidebar-open")
+    expect(phone.locator("#sidebar")).to_be_in_viewport(ratio=1)
+    phone.screenshot(path=str(SCREENSHOTS / "chat-phone-list.png"))
+
+
+def test_chat_page_needs_sign_in(new_page):
+    page = new_page()
+    page.goto("/chat")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/chat"))
+
+
+def test_empty_balance_shows_the_402_message_with_a_link_to_credits(new_page, simulator):
+    (slug_a, _endpoint), = paid_models(1)
+    account = make_account(credits="0")
+    account.owner.set_password(PASSWORD)
+    account.owner.save()
+    page = new_page(PHONE)
+    sign_in(page, account.owner.email)
+    pick(page, slug_a)
+    page.fill("#prompt", "hello")
+    page.press("#prompt", "Enter")
+    error = answer(page, slug_a).locator(".a-error")
+    expect(error).to_contain_text("Insufficient credits")
+    expect(error.locator("a")).to_have_attribute("href", "/settings/credits")
+    page.screenshot(path=str(SCREENSHOTS / "chat-phone-402.png"), full_page=True)
+    assert not Generation.objects.filter(account=account).exists()
