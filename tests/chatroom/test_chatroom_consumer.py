@@ -4,6 +4,7 @@ stack (session auth, origin check), real HTTP to the provider simulator, Postgre
 from __future__ import annotations
 
 import asyncio
+import json
 
 import orjson
 import pytest
@@ -336,3 +337,59 @@ def test_a_page_that_does_not_acknowledge_gets_no_more_than_the_window(gateway, 
     done = next(f for f in frames if f["type"] == "done")
     assert "".join(text_of(frames, "a").split()) and done["usage"]["completion_tokens"] == 60
     assert before - balance(account) == done["cost_nanos"]
+
+
+def test_hostile_values_in_every_field_of_a_send_frame_are_answered_never_a_500(gateway, simulator):
+    from tests.hostile.probe import HOSTILE_VALUES
+
+    (slug_a, _endpoint), = paid_models(1)
+    headers, account = session_headers()
+    before = balance(account)
+    valid = {"id": "a", "model": slug_a, "messages": HI, "max_tokens": 4}
+    frames = []
+    for value in HOSTILE_VALUES:
+        frames.append({"type": value, "columns": [valid]})
+        frames.append({"type": "send", "columns": value})
+        frames.append({"type": "send", "columns": [value]})
+        for name in ("id", "model", "messages", "temperature", "max_tokens", "reasoning"):
+            frames.append({"type": "send", "columns": [{**valid, "id": "h", name: value}]})
+        frames.append({"type": "send", "columns": [{**valid, "id": "h", "messages": [value]}]})
+        frames.append({"type": "send", "columns": [{**valid, "id": "h", "messages": [{"role": "user", "content": value}]}]})
+        frames.append({"type": "stop", "column": value})
+        frames.append({"type": "ack", "frames": value})
+
+    async def run():
+        ws = await connect(headers)
+        answered, costs = 0, 0
+        for frame in frames:
+            await ws.send_to(text_data=json.dumps(frame))  # the standard library writes lone surrogates and 2**70
+            if frame["type"] in ("stop", "ack"):
+                await ws.send_to(text_data='{"type": "sentinel"}')  # answered in order, after the frame's reply if any
+                while True:
+                    reply = await ws.receive_json_from(timeout=10)
+                    assert reply["type"] == "error" and reply["error"]["code"] < 500, (frame, reply)
+                    answered += 1
+                    if "'type' must be" in reply["error"]["message"]:
+                        break
+                continue
+            while True:  # until the frame is answered: an error, or the column's done
+                reply = await ws.receive_json_from(timeout=30)
+                if reply["type"] == "chunks":
+                    continue
+                assert reply["type"] in ("error", "done"), (frame, reply)
+                if reply["type"] == "error":
+                    assert reply["error"]["code"] < 500, (frame, reply)
+                else:
+                    costs += reply["cost_nanos"]
+                answered += 1
+                break
+            await ws.send_json_to({"type": "ack", "frames": 10**9})
+        await ws.send_json_to({"type": "send", "columns": [valid]})  # still usable
+        rest = await frames_until(ws, {"a"})
+        await ws.disconnect()
+        return answered, costs + sum(f["cost_nanos"] for f in rest if f["type"] == "done")
+
+    answered, costs = asyncio.run(run())
+    assert answered >= len(frames) // 2
+    assert before - balance(account) == costs
+
