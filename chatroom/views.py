@@ -26,6 +26,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         {
             "models": picker_models(),
             "balance": nanos_to_display(account.balance),
+            "balance_nanos": account.balance,
             "limits": {"max_models": settings.CHATROOM_MAX_MODELS, "max_frame_bytes": settings.CHATROOM_MAX_FRAME_BYTES},
         },
     )

@@ -20,6 +20,7 @@
     picked: $("#picked"), search: $("#model-search"), options: $("#model-options"), system: $("#system"),
     prompt: $("#prompt"), composer: $("#composer"), send: $("#send"), stopAll: $("#stop-all"),
     attach: $("#attach"), attachments: $("#attachments"), status: $("#socket-status"), error: $("#page-error"),
+    balance: $("#balance"),
     convList: $("#conv-list"), convEmpty: $("#conv-empty"), convSearch: $("#conv-search"), sidebar: $("#sidebar"),
   };
 
@@ -48,6 +49,15 @@
     let frac = String(n % 1e9).padStart(9, "0").replace(/0+$/, "");
     if (frac.length < 2) frac = frac.padEnd(2, "0");
     return "$" + whole + "." + frac;
+  }
+
+  function balanceSpend(nanos) {
+    // The balance shown drops by each answer's cost (rounded down to the cent, like the server's display).
+    const left = Number(el.balance.dataset.nanos) - (nanos || 0);
+    el.balance.dataset.nanos = String(left);
+    const cents = Math.trunc(left / 1e7);
+    const sign = cents < 0 ? "-" : "";
+    el.balance.textContent = "Balance " + sign + "$" + Math.floor(Math.abs(cents) / 100).toLocaleString("en-US") + "." + String(Math.abs(cents) % 100).padStart(2, "0");
   }
 
   function when(ms) {
@@ -330,6 +340,11 @@
   function answerNode(turnId, colId) {
     return el.transcript.querySelector('.answer[data-turn="' + turnId + '"][data-col="' + colId + '"]');
   }
+
+  // Raw HTML in an answer is shown as text (as the code it usually is), never parsed: nothing in it can run,
+  // not even a handler DOMPurify would strip afterwards. DOMPurify still cleans what Markdown makes (links).
+  const escapeHtml = (t) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  marked.use({ renderer: { html(token) { return escapeHtml(token.text || token.raw || ""); } } });
 
   function markdown(text) {
     const html = DOMPurify.sanitize(marked.parse(text || "", { gfm: true, breaks: false }));
@@ -621,6 +636,7 @@
         a.usage = frame.usage;
         a.cost_nanos = frame.cost_nanos;
         a.generation_id = frame.generation_id;
+        balanceSpend(frame.cost_nanos);
         const now = performance.now();
         if (s.firstAt != null) {
           a.ttft_ms = s.firstAt - s.sentAt;

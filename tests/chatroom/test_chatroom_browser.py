@@ -230,3 +230,93 @@ def test_empty_balance_shows_the_402_message_with_a_link_to_credits(new_page, si
     expect(error.locator("a")).to_have_attribute("href", "/settings/credits")
     page.screenshot(path=str(SCREENSHOTS / "chat-phone-402.png"), full_page=True)
     assert not Generation.objects.filter(account=account).exists()
+
+
+def sign_in_new_user(page, credits: str = "5"):
+    account = make_account(credits=credits)
+    account.owner.set_password(PASSWORD)
+    account.owner.save()
+    sign_in(page, account.owner.email)
+    return account
+
+
+def test_answers_are_markdown_sanitised_with_copy_buttons(new_page, tmp_path):
+    hostile = (
+        "# Title\n\nSome **bold** text.\n\n```python\nprint('hi')\n```\n\n"
+        "<img src=x onerror=\"window.pwned=1\"> <script>window.pwned=2</script>"
+        "<a href=\"javascript:window.pwned=3\">link</a>"
+    )
+    conversation = {
+        "id": "cimported1", "title": "Imported", "created": 1, "updated": 2, "system": "",
+        "models": [{"id": "m1", "model": "openai/gpt-4o-mini", "temperature": None, "max_tokens": None, "reasoning": False}],
+        "turns": [{"id": "t1", "user": {"text": "<b>not bold</b>", "attachments": []}, "answers": {
+            "m1": {"colId": "m1", "model": "openai/gpt-4o-mini", "content": hostile, "reasoning": "thinking about it",
+                   "provider": "OpenAI", "status": "done", "usage": {"prompt_tokens": 3, "completion_tokens": 9},
+                   "cost_nanos": 1234}}}],
+    }
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps({"format": "openrouter-chatroom", "version": 1, "conversations": [conversation]}))
+    page = new_page()
+    sign_in_new_user(page)
+    page.set_input_files("#import", str(path))
+    body = page.locator(".answer .a-body")
+    expect(body.locator("h1")).to_have_text("Title")
+    expect(body.locator("strong")).to_have_text("bold")
+    expect(body.locator("pre .code-copy")).to_be_visible()
+    expect(page.locator(".user-text")).to_have_text("<b>not bold</b>")  # user text is text, never HTML
+    expect(body).to_contain_text("<script>window.pwned=2</script>")  # raw HTML in an answer is shown as text
+    expect(page.locator(".answer .reasoning")).to_be_visible()
+    page.locator(".answer .reasoning summary").click()
+    expect(page.locator(".answer .reasoning-text")).to_have_text("thinking about it")
+    assert page.locator(".answer script").count() == 0
+    assert page.locator(".answer [onerror]").count() == 0
+    assert page.locator(".answer a[href^='javascript']").count() == 0
+    assert page.evaluate("window.pwned") is None
+    expect(page.locator("#conv-cost")).to_have_text("$0.000001234")
+
+    # a file that is not an export is refused with a message
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"conversations": 5}')
+    page.set_input_files("#import", str(bad))
+    expect(page.locator("#page-error")).to_contain_text("not a chatroom export")
+
+
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0"
+    "f01f0005000201e5272ade0000000049454e44ae426082"
+)
+
+
+def test_attachments_go_to_the_models_that_can_read_them(new_page, simulator, tmp_path):
+    from routing.models import Model
+    from tests.routing.test_plugins_file_parser import make_pdf
+
+    vision = "openai/gpt-4o-mini"
+    text_only, text_provider = next(
+        (m.slug, endpoints[0].provider.slug)
+        for m in Model.objects.filter(active=True).order_by("slug")
+        if set(m.input_modalities) == {"text"}
+        and len(endpoints := list(m.endpoints.filter(active=True, price_prompt__gt=0).select_related("provider"))) == 1
+        and endpoints[0].provider.dialect == "openai"
+    )
+    (tmp_path / "dot.png").write_bytes(PNG_1X1)
+    (tmp_path / "report.pdf").write_bytes(make_pdf(["Quarterly report: revenue grew 12%"]))
+    page = new_page()
+    sign_in_new_user(page)
+    pick(page, vision)
+    pick(page, text_only)
+    page.set_input_files("#attach", [str(tmp_path / "dot.png"), str(tmp_path / "report.pdf")])
+    expect(page.locator("#attachments .file-chip")).to_have_count(2)
+    expect(page.locator("#attachments")).to_contain_text("Images go only to the models that can read them")
+    page.fill("#prompt", "What is in these files?")
+    page.click("#send")
+    expect(page.locator(".answer .a-stats")).to_have_count(2)
+    for slug in (vision, text_only):
+        expect(answer(page, slug).locator(".a-stats")).to_contain_text("$")
+    expect(page.locator(".user-files img")).to_have_count(1)
+    sent_vision = simulator.last_request("openai")["messages"][-1]["content"]
+    assert any(part.get("type") == "image_url" for part in sent_vision)
+    sent_text = simulator.last_request(text_provider)["messages"][-1]["content"]
+    texts = " ".join(part.get("text", "") for part in sent_text if isinstance(part, dict))
+    assert not any(part.get("type") == "image_url" for part in sent_text if isinstance(part, dict))
+    assert "Quarterly report: revenue grew 12%" in texts  # the PDF, parsed by the file-parser plugin
