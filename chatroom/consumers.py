@@ -143,6 +143,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if busy:
             await self.error_send(busy[0], 409, "This column is still answering; stop it or wait for it to finish")
             return
+        if len(self.running) + len(frame.columns) > settings.CHATROOM_MAX_RUNNING:
+            for column in frame.columns:
+                await self.error_send(
+                    column.id, 429,
+                    f"{len(self.running)} answers are still streaming on this page (at most "
+                    f"{settings.CHATROOM_MAX_RUNNING} at once); stop one or wait for it to finish",
+                )
+            return
         key = await session_key_info(self.account_id)
         if key is None:
             await self.error_send(None, 401, "Your account was not found; sign in again.", {"login": True})

@@ -345,3 +345,5 @@ BYOK_REAL_UPSTREAMS = env_bool("BYOK_REAL_UPSTREAMS", False)
 CHATROOM_MAX_MODELS = int(os.environ.get("CHATROOM_MAX_MODELS", "4"))
 CHATROOM_MAX_FRAME_BYTES = int(os.environ.get("CHATROOM_MAX_FRAME_BYTES", str(8 * 1024 * 1024)))
 CHATROOM_WINDOW_FRAMES = int(os.environ.get("CHATROOM_WINDOW_FRAMES", "256"))
+# Answers streaming at once on one socket (a message's models plus regenerations).
+CHATROOM_MAX_RUNNING = int(os.environ.get("CHATROOM_MAX_RUNNING", "8"))

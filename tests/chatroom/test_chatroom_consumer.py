@@ -393,3 +393,82 @@ def test_hostile_values_in_every_field_of_a_send_frame_are_answered_never_a_500(
     assert answered >= len(frames) // 2
     assert before - balance(account) == costs
 
+
+
+def test_free_models_answer_for_nothing_and_their_rate_limit_is_the_apis(gateway, simulator):
+    from routing.ratelimits import FREE_MODEL_PER_MINUTE, free_model_check
+
+    free = Endpoint.objects.filter(active=True, model__slug__endswith=":free").select_related("model").first().model.slug
+    headers, account = session_headers(credits="1")
+    before = balance(account)
+
+    async def run():
+        ws = await connect(headers)
+        await ws.send_json_to({"type": "send", "columns": [{"id": "f", "model": free, "messages": HI}]})
+        first = await frames_until(ws, {"f"})
+        for _ in range(FREE_MODEL_PER_MINUTE - 1):  # the rest of this minute's allowance, as the API counts it
+            await free_model_check(account_id=account.id, purchased_nanos=0)
+        await ws.send_json_to({"type": "send", "columns": [{"id": "f", "model": free, "messages": HI}]})
+        second = await frames_until(ws, {"f"})
+        await ws.disconnect()
+        return first, second
+
+    first, second = asyncio.run(run())
+    done = next(f for f in first if f["type"] == "done")
+    assert done["cost_nanos"] == 0 and done["usage"]["completion_tokens"] > 0
+    error = next(f for f in second if f["type"] == "error")
+    assert error["error"]["code"] == 429 and "free-models-per-min" in error["error"]["message"]
+    assert balance(account) == before
+
+
+def test_one_socket_cannot_stop_another_accounts_column(gateway, simulator):
+    (slug_a, endpoint_a), = paid_models(1)
+    simulator.set(endpoint_a.provider.slug, tokens_per_second=100, completion_tokens=60)
+    headers_a, account_a = session_headers()
+    headers_b, _account_b = session_headers()
+
+    async def run():
+        a, b = await connect(headers_a), await connect(headers_b)
+        await a.send_json_to({"type": "send", "columns": [{"id": "shared-id", "model": slug_a, "messages": HI}]})
+        first = await a.receive_json_from(timeout=30)
+        await b.send_json_to({"type": "stop", "column": "shared-id"})
+        await b.send_json_to({"type": "stop"})
+        frames = [first, *await frames_until(a, {"shared-id"})]
+        await a.disconnect()
+        await b.disconnect()
+        return frames
+
+    frames = asyncio.run(run())
+    done = next(f for f in frames if f["type"] == "done")
+    assert done["stopped"] is False and done["usage"]["completion_tokens"] == 60
+    assert simulator.stats(endpoint_a.provider.slug)["cancelled"] == 0
+    assert Generation.objects.get(id=done["generation_id"]).account_id == account_a.id
+
+
+def test_answers_streaming_at_once_on_one_socket_are_bounded(gateway, simulator, settings):
+    settings.CHATROOM_MAX_RUNNING = 2
+    (slug_a, endpoint_a), = paid_models(1)
+    simulator.set(endpoint_a.provider.slug, tokens_per_second=10, completion_tokens=400)
+    headers, account = session_headers()
+    before = balance(account)
+
+    async def run():
+        ws = await connect(headers)
+        await ws.send_json_to({"type": "send", "columns": [
+            {"id": "a", "model": slug_a, "messages": HI}, {"id": "b", "model": slug_a, "messages": HI}]})
+        await ws.send_json_to({"type": "send", "columns": [{"id": "c", "model": slug_a, "messages": HI}]})
+        frames = []
+        while not any(f["type"] == "error" for f in frames):
+            frames.append(await ws.receive_json_from(timeout=30))
+        await ws.send_json_to({"type": "stop"})
+        frames += await frames_until(ws, {"a", "b"})
+        await ws.disconnect()
+        return frames
+
+    frames = asyncio.run(run())
+    error = next(f for f in frames if f["type"] == "error")
+    assert error["column"] == "c" and error["error"]["code"] == 429
+    done = [f for f in frames if f["type"] == "done"]
+    assert {f["column"] for f in done} == {"a", "b"} and all(f["stopped"] for f in done)
+    assert simulator.stats(endpoint_a.provider.slug)["requests"] == 2
+    assert before - balance(account) == sum(f["cost_nanos"] for f in done)
