@@ -423,7 +423,7 @@
 
   function renderCost() {
     let total = 0;
-    for (const t of conv.turns) for (const a of Object.values(t.answers)) total += a.cost_nanos || 0;
+    for (const t of conv.turns) for (const a of Object.values(t.answers)) total += (a.cost_nanos || 0) + (a.replaced_nanos || 0);
     el.cost.textContent = usd(total);
   }
 
@@ -472,11 +472,16 @@
     }
     const index = c.turns.indexOf(turn);
     const columns = [];
+    const replaced = {};
     for (const s of settings) {
       const streamId = randomId("s");
+      const old = turn.answers[s.id];
+      replaced[s.id] = old;
       turn.answers[s.id] = {
         colId: s.id, model: s.model, settings: { temperature: s.temperature, max_tokens: s.max_tokens, reasoning: s.reasoning },
         content: "", reasoning: "", provider: "", status: "streaming", streamId,
+        // what earlier answers in this place cost (a regenerated answer was paid for too)
+        replaced_nanos: old ? (old.replaced_nanos || 0) + (old.cost_nanos || 0) : 0,
       };
       const column = { id: streamId, model: s.model, messages: messagesFor(c, index, s.id, s.model) };
       if (s.temperature != null) column.temperature = s.temperature;
@@ -489,7 +494,10 @@
     const frame = JSON.stringify({ type: "send", columns });
     if (new Blob([frame]).size > LIMITS.max_frame_bytes) {
       for (const column of columns) streams.delete(column.id);
-      for (const s of settings) delete turn.answers[s.id];
+      for (const s of settings) {
+        if (replaced[s.id]) turn.answers[s.id] = replaced[s.id];
+        else delete turn.answers[s.id];
+      }
       showError("This message is too large with its attachments (the limit is " + Math.floor(LIMITS.max_frame_bytes / 1048576) + " MB). Nothing was sent.");
       return false;
     }
@@ -520,7 +528,7 @@
     const old = turn && turn.answers[colId];
     if (!old || old.status === "streaming") return;
     const settings = { id: colId, model: old.model, ...(old.settings || {}) };
-    if (!startColumns(conv, turn, [settings])) { turn.answers[colId] = old; return; }
+    if (!startColumns(conv, turn, [settings])) return;
     renderAll();
     await save();
   }

@@ -320,3 +320,36 @@ def test_attachments_go_to_the_models_that_can_read_them(new_page, simulator, tm
     texts = " ".join(part.get("text", "") for part in sent_text if isinstance(part, dict))
     assert not any(part.get("type") == "image_url" for part in sent_text if isinstance(part, dict))
     assert "Quarterly report: revenue grew 12%" in texts  # the PDF, parsed by the file-parser plugin
+
+
+def test_regenerate_and_branch_by_editing_a_user_message(new_page, simulator):
+    (slug_a, endpoint_a), = paid_models(1)
+    simulator.set(endpoint_a.provider.slug, tokens_per_second=200, completion_tokens=12)
+    page = new_page()
+    account = sign_in_new_user(page)
+    before = account.balance
+    pick(page, slug_a)
+    page.fill("#prompt", "First question")
+    page.click("#send")
+    expect(answer(page, slug_a).locator(".a-stats")).to_contain_text("$")
+    first_cost = usd_nanos(answer(page, slug_a).locator(".a-stats").inner_text())
+    answer(page, slug_a).locator(".a-regenerate").click()
+    expect(answer(page, slug_a)).to_have_class(re.compile(r"\bstreaming\b"))
+    expect(answer(page, slug_a).locator(".a-stats")).to_contain_text("$")
+    second_cost = usd_nanos(answer(page, slug_a).locator(".a-stats").inner_text())
+    # the conversation's total counts the regenerated answer too: it was paid for
+    assert usd_nanos(page.locator("#conv-cost").inner_text()) == first_cost + second_cost
+    settlement_flush()
+    account.refresh_from_db()
+    assert before - account.balance == first_cost + second_cost
+    assert Generation.objects.filter(account=account).count() == 2
+
+    page.locator(".turn .edit").first.click()
+    page.locator(".turn .edit-form textarea").fill("A better question")
+    page.locator(".turn .edit-form [type=submit]").click()
+    expect(page.locator("#chat-title")).to_have_text("First question (branch)")
+    expect(page.locator(".user-text")).to_have_text(["A better question"])
+    expect(answer(page, slug_a).locator(".a-stats")).to_contain_text("$")
+    expect(page.locator(".conv")).to_have_count(2)
+    sent = simulator.last_request(endpoint_a.provider.slug)["messages"]
+    assert sent[-1]["content"] == "A better question" and len(sent) == 1

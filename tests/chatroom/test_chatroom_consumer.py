@@ -442,6 +442,7 @@ def test_one_socket_cannot_stop_another_accounts_column(gateway, simulator):
     done = next(f for f in frames if f["type"] == "done")
     assert done["stopped"] is False and done["usage"]["completion_tokens"] == 60
     assert simulator.stats(endpoint_a.provider.slug)["cancelled"] == 0
+    settlement_flush()
     assert Generation.objects.get(id=done["generation_id"]).account_id == account_a.id
 
 
