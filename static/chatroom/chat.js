@@ -388,6 +388,7 @@
     node.classList.toggle("failed", a.status === "error");
     $(".a-stop", node).hidden = a.status !== "streaming";
     $(".a-regenerate", node).hidden = a.status === "streaming";
+    $(".a-copy", node).hidden = !a.content;
     $(".a-stats", node).textContent = statsText(a);
   }
 
