@@ -28,6 +28,11 @@ bench: install
 bench-burst: install
 	$(PY) bench/burst.py $(BURST_ARGS)
 
+# The chatroom socket: 125 sockets × 4 models at 20 tokens/s, one Daphne worker (quiet machine); CHATROOM_ARGS e.g. --sockets 5
+.PHONY: bench-chatroom
+bench-chatroom: install
+	$(PY) bench/chatroom.py $(CHATROOM_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 

@@ -44,9 +44,50 @@ class AccountPrivacy:
     ignored_providers: tuple[str, ...] = ()
 
 
+SESSION_PREFIX = "session:"
+
+
+def session_key_hash(account_id: int) -> str:
+    """The key-info entry of an account's signed-in browser session (the chatroom): no API key,
+    no key limit; the account's privacy settings and free-model allowance as for its keys."""
+    return f"{SESSION_PREFIX}{account_id}"
+
+
+def _load_session(account_id: int, key_hash: str) -> KeyInfo | None:
+    from .models import Account
+
+    account = Account.objects.filter(id=account_id).first()
+    if account is None:
+        return None
+    return KeyInfo(
+        hash=key_hash,
+        key_id=0,  # no API key: the generation records none
+        account_id=account.id,
+        account_public_id=account.public_id,
+        is_management=False,
+        disabled=False,
+        limit=None,
+        limit_reset=None,
+        expires_at=None,
+        training_discount=account.allow_training_discount,
+        creator_user_id=account.public_id,
+        purchased=account.total_purchased,
+        privacy=AccountPrivacy(
+            allow_training_paid=account.allow_training_paid,
+            allow_training_free=account.allow_training_free,
+            zdr_only=account.zdr_only,
+            allowed_providers=tuple(account.allowed_providers or ()),
+            ignored_providers=tuple(account.ignored_providers or ()),
+        ),
+    )
+
+
 def _load(key_hash: str) -> KeyInfo | None:
     from .models import ApiKey
 
+    if key_hash.startswith(SESSION_PREFIX):
+        account_id = key_hash[len(SESSION_PREFIX):]
+        return _load_session(int(account_id), key_hash) if account_id.isdigit() else None
     row = (
         ApiKey.objects.filter(hash=key_hash)
         .values(
@@ -110,6 +151,11 @@ async def key_info(key_hash: str) -> KeyInfo | None:
     return await cache.get(key_hash)
 
 
+async def session_key_info(account_id: int) -> KeyInfo | None:
+    """The account's key info for a signed-in session (cached and invalidated like a key's)."""
+    return await key_info(session_key_hash(account_id))
+
+
 def invalidate(key_hash: str) -> None:
     """Forget a key here and, through Redis, in every other process."""
     cache.invalidate(key_hash)
@@ -120,6 +166,7 @@ def invalidate_account(account_id: int) -> None:
 
     for key_hash in ApiKey.objects.filter(account_id=account_id).values_list("hash", flat=True):
         invalidate(key_hash)
+    invalidate(session_key_hash(account_id))
 
 
 def clear() -> None:

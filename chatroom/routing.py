@@ -1,1 +1,7 @@
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from .consumers import ChatConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/chat", ChatConsumer.as_asgi()),
+]

@@ -337,3 +337,13 @@ AUTO_ROUTER_POOL = {
 # BYOK requests go to the provider's real API (on) or to the same target as shared capacity,
 # i.e. the simulator when the operator has no key for that provider (off, the default).
 BYOK_REAL_UPSTREAMS = env_bool("BYOK_REAL_UPSTREAMS", False)
+
+# --- Chatroom (chatroom/consumers.py) ---------------------------------------------------
+# Models answering one prompt side by side; the largest socket frame (the conversation and its
+# attachments, for every column); socket frames sent and not yet acknowledged by the page
+# (back-pressure: past it the consumer stops reading the providers until the page catches up).
+CHATROOM_MAX_MODELS = int(os.environ.get("CHATROOM_MAX_MODELS", "4"))
+CHATROOM_MAX_FRAME_BYTES = int(os.environ.get("CHATROOM_MAX_FRAME_BYTES", str(8 * 1024 * 1024)))
+CHATROOM_WINDOW_FRAMES = int(os.environ.get("CHATROOM_WINDOW_FRAMES", "256"))
+# Answers streaming at once on one socket (a message's models plus regenerations).
+CHATROOM_MAX_RUNNING = int(os.environ.get("CHATROOM_MAX_RUNNING", "8"))

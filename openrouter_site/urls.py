@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("routing.page_urls")),
     path("", include("billing.page_urls")),
     path("", include("accounts.staff.urls")),
+    path("", include("chatroom.page_urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),  # staff or METRICS_TOKEN only (openrouter_site/metrics.py)

@@ -19,11 +19,15 @@ The rooms, each importing only the ones below it:
                 it to the responder, fall back on a failure before the first token
   state.py      what a call knows and records (its meter, attempts, generation record) and how it
                 sends an answer or an error
+  sessions.py   the same call for a signed-in browser session (the chatroom's socket): the outline
+                from the parsed body on (``Call.serve``), its SSE events handed to an event sink, a
+                stop event as the client disconnecting
 
 A new inference surface (Anthropic Messages, OpenAI Responses, the chatroom) is a ``Surface``:
 its parser and its two responders; the outline and the attempt loop stay as they are.
 """
 
 from .app import GatewayApp, Surface
+from .sessions import EventSink, SessionOutcome, session_call_run
 
-__all__ = ["GatewayApp", "Surface"]
+__all__ = ["EventSink", "GatewayApp", "SessionOutcome", "Surface", "session_call_run"]

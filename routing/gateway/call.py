@@ -55,7 +55,11 @@ class Call(CallState):
             raise MethodNotAllowed(f"{self.scope['method']} is not allowed here; use POST")
         raw = await self._read_body()
         self.key = await self._authenticate()
-        body = parse_body(raw)
+        await self.serve(parse_body(raw))
+
+    async def serve(self, body: dict) -> None:
+        """The core every caller of the gateway shares, from the parsed body of an authenticated caller
+        (``self.key``) on: the HTTP handler above, and the chatroom's socket (``sessions.py``)."""
         self.request = self.surface.parse(body, settings.DEFAULT_MODEL)
         self.plan = await plan_request(
             body=body,

@@ -179,6 +179,8 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
                                            "sort", "provider", "author")),
         Route("/models/openai/gpt-4o-mini", api=False),
         Route("/models/nobody/nothing", api=False),
+        # The chatroom page (issue 10); its socket's frames are fuzzed in tests/chatroom/test_chatroom_consumer.py.
+        Route("/chat", api=False, auth="session", query=("q", "model")),
         # The support console (issue 9; the probe's user is a superuser, i.e. a support lead).
         Route("/staff/", api=False, auth="session", query=("q",)),
         Route(f"/staff/accounts/{account_id}", api=False, auth="session"),
