@@ -53,6 +53,9 @@ EXPIRED_CODE = "Authorization code expired"
 INVALID_METHOD = "Invalid code_challenge_method"
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]{0,31}")
+# Hosts as DNS names (IDNs in punycode) or IP literals; they end up in the page's CSP, so nothing else.
+_HOST = re.compile(r"[a-z0-9]([a-z0-9\-.]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]")
+_APP_NETLOC = re.compile(r"[a-z0-9\-._~]{0,253}(:[0-9]{1,5})?")
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 §4.2
 
 
@@ -111,9 +114,10 @@ def callback_parse(raw: object) -> Callback:
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise OAuthInputError("'callback_url' must not contain a user name or password")
     host = (parts.hostname or "").lower()
+    netloc = parts.netloc.lower()
     if scheme in ("http", "https"):
-        if not host:
-            raise OAuthInputError("'callback_url' needs a host")
+        if not host or not _HOST.fullmatch(netloc.rsplit(":", 1)[0] if parts.port else netloc):
+            raise OAuthInputError("'callback_url' needs a valid host name")
         if _is_loopback(host):
             # OpenRouter's fixed title for loopback apps; 127.0.0.1 and [::1] are the same machine.
             port = port or (443 if scheme == "https" else 80)
@@ -124,6 +128,8 @@ def callback_parse(raw: object) -> Callback:
         origin = f"https://{parts.netloc.lower()}"
         return Callback(url=raw, origin=origin, app_name=parts.netloc.lower(), csp_source=origin)
     # A native app's custom scheme (vscode://publisher.ext/…, myapp://callback, com.example.app:/cb).
+    if not _APP_NETLOC.fullmatch(netloc):
+        raise OAuthInputError("'callback_url' has an invalid host part")
     origin = f"{scheme}://{parts.netloc.lower()}" if parts.netloc else f"{scheme}:"
     return Callback(url=raw, origin=origin, app_name=origin, csp_source=f"{scheme}:")
 

@@ -106,6 +106,7 @@ def test_allowed_callbacks_and_the_app_they_name(url, origin, name):
         "https://myapp.example@evil.example/", "https://myapp.example/cb#frag", "https://my app.example/",
         "https://myapp.example/\x00", "https://myapp.example:99999/", "vbscript:x", "blob:https://a/b",
         "ftp://myapp.example/", "https://" + "a" * 2100 + ".example/", "ws://localhost:1/",
+        "https://myapp.example;script-src/cb", "vscode://a;b/x", "https://a_b.example/",
     ],
 )
 def test_refused_callbacks(url):
