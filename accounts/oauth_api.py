@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.money import MoneyError, usd_input_to_nanos
-from openrouter_site.errors import BadRequest, NotFound
+from openrouter_site.errors import BadRequest, Forbidden
 
 from . import oauth
 from .auth import api_key_from_request
@@ -76,7 +76,7 @@ class AuthKeysCodeApi(APIView):
         label = oauth.label_parse(data.get("key_label"))
         workspace = data.get("workspace_id")
         if workspace is not None and workspace != workspace_id(caller.account):
-            raise NotFound("Workspace not found")
+            raise Forbidden("This workspace is not the key's")  # another account's, or none: 403 as the spec lists
         code, raw = oauth.oauth_code_create(
             account=caller.account,
             user=caller.creator or caller.account.owner,

@@ -10,6 +10,7 @@ callback with ``code`` (and ``state``), or shows the code in headless mode; Deny
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -38,8 +39,8 @@ class AuthRequest:
 class CallbackRedirect(HttpResponseRedirect):
     """A redirect to the app's callback, which may be a native app's custom scheme (checked before)."""
 
-    def __init__(self, url: str, scheme: str) -> None:
-        self.allowed_schemes = [scheme]
+    def __init__(self, url: str) -> None:
+        self.allowed_schemes = [urlsplit(url).scheme]
         super().__init__(url)
 
 
@@ -100,7 +101,7 @@ def authorize(request: HttpRequest) -> HttpResponse:
         if auth.callback.headless:
             return _page(request, {**context, "denied": True})
         url = oauth.callback_redirect_url(auth.callback.url, {"error": "access_denied", "state": auth.state})
-        return CallbackRedirect(url, urlscheme(auth.callback.url))
+        return CallbackRedirect(url)
     if decision != "authorize":
         return _page(request, {**context, "error": "Choose Authorize or Deny."}, status=400, callback=auth.callback)
     try:
@@ -116,8 +117,4 @@ def authorize(request: HttpRequest) -> HttpResponse:
     if auth.callback.headless:
         return _page(request, {**context, "code": raw})
     url = oauth.callback_redirect_url(auth.callback.url, {"code": raw, "state": auth.state})
-    return CallbackRedirect(url, urlscheme(auth.callback.url))
-
-
-def urlscheme(url: str) -> str:
-    return url.split(":", 1)[0].lower()
+    return CallbackRedirect(url)

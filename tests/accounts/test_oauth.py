@@ -381,13 +381,13 @@ def test_code_api_bad_input_is_a_400(live_server_url, change):
     assert not AuthCode.objects.exists()
 
 
-def test_code_api_needs_a_key_and_another_accounts_workspace_is_404(live_server_url):
+def test_code_api_needs_a_key_and_another_accounts_workspace_is_403(live_server_url):
     assert_error(code_api(live_server_url, None, {"callback_url": CALLBACK}), 401)
     mine, other = make_key(), make_key()
     from accounts.presenters import workspace_id
 
     assert_error(code_api(live_server_url, mine, {"callback_url": CALLBACK,
-                                                  "workspace_id": workspace_id(other.account)}), 404)
+                                                  "workspace_id": workspace_id(other.account)}), 403)
     ok = code_api(live_server_url, mine, {"callback_url": CALLBACK, "workspace_id": workspace_id(mine.account)})
     assert ok.status_code == 200
 
