@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from billing.money import MoneyError, usd_input_to_nanos
@@ -82,6 +83,7 @@ def _page(request: HttpRequest, context: dict, *, status: int = 200, callback: o
     return response
 
 
+@never_cache  # the headless page shows a live code
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
     params = request.GET if request.method == "GET" else request.POST

@@ -309,6 +309,7 @@ def test_headless_mode_shows_the_code(client, live_server_url):
     verifier, challenge = pkce()
     response = authorize(client, code_challenge=challenge, code_challenge_method="S256", key_label="cli")
     assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
     page = response.content.decode()
     code = page.split('data-testid="oauth-code">')[1].split("<")[0]
     assert code.startswith("auth_code_")
