@@ -121,16 +121,15 @@ def callback_parse(raw: object) -> Callback:
         if _is_loopback(host):
             # OpenRouter's fixed title for loopback apps; 127.0.0.1 and [::1] are the same machine.
             port = port or (443 if scheme == "https" else 80)
-            origin = f"{scheme}://{parts.netloc.lower()}"
+            origin = f"{scheme}://{netloc}"
             return Callback(url=raw, origin=origin, app_name=f"localhost:{port}", csp_source=origin)
         if scheme == "http":
             raise OAuthInputError("'callback_url' must use https (plain http is allowed only for localhost / 127.0.0.1)")
-        origin = f"https://{parts.netloc.lower()}"
-        return Callback(url=raw, origin=origin, app_name=parts.netloc.lower(), csp_source=origin)
+        return Callback(url=raw, origin=f"https://{netloc}", app_name=netloc, csp_source=f"https://{netloc}")
     # A native app's custom scheme (vscode://publisher.ext/…, myapp://callback, com.example.app:/cb).
     if not _APP_NETLOC.fullmatch(netloc):
         raise OAuthInputError("'callback_url' has an invalid host part")
-    origin = f"{scheme}://{parts.netloc.lower()}" if parts.netloc else f"{scheme}:"
+    origin = f"{scheme}://{netloc}" if parts.netloc else f"{scheme}:"
     return Callback(url=raw, origin=origin, app_name=origin, csp_source=f"{scheme}:")
 
 
