@@ -185,3 +185,61 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.staff_name} {self.action} {self.account_id or ''}"
+
+
+class OAuthApp(models.Model):
+    """A third-party app that asked for keys through OAuth PKCE, known by its callback's origin.
+
+    ``origin`` is ``https://myapp.com``, ``http://localhost:3000`` (loopback: one app per port),
+    ``vscode://saoudrizwan.claude-dev`` (a native app's custom scheme) or ``headless:`` (no callback).
+    ``name`` is what the user sees on the consent page and what keys are named after."""
+
+    origin = models.CharField(max_length=300, unique=True)
+    name = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AuthCode(models.Model):
+    """One OAuth PKCE authorization code: the user's consent, exchanged once for an API key.
+
+    Only the code's SHA-256 is stored. The key is created at the exchange with the settings
+    chosen here (limit, reset, expiry, label); ``used_at`` and ``api_key`` are set in the same
+    transaction, under a row lock, so a code yields at most one key however many exchanges race."""
+
+    class Method(models.TextChoices):
+        S256 = "S256"
+        PLAIN = "plain"
+
+    code_hash = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="auth_codes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    app = models.ForeignKey(OAuthApp, on_delete=models.PROTECT, related_name="codes")
+    callback_url = models.TextField(blank=True)  # "" in headless mode
+    code_challenge = models.CharField(max_length=128, blank=True)  # "" when the app sent none (as Cline)
+    code_challenge_method = models.CharField(max_length=8, choices=Method.choices, blank=True)
+    key_label = models.CharField(max_length=100, blank=True)
+    key_limit = models.BigIntegerField(null=True, blank=True)  # nano-dollars
+    key_limit_reset = models.CharField(max_length=8, choices=ApiKey.LimitReset.choices, null=True, blank=True)
+    key_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()  # the code's own expiry (10 minutes), not the key's
+    used_at = models.DateTimeField(null=True, blank=True)
+    api_key = models.OneToOneField(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="oauth_code")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(key_limit__gte=0) | models.Q(key_limit__isnull=True), name="auth_code_limit_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(code_challenge="") & models.Q(code_challenge_method=""))
+                | (~models.Q(code_challenge="") & models.Q(code_challenge_method__in=["S256", "plain"])),
+                name="auth_code_challenge_has_method",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.app} for {self.account_id}"

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import oauth_views, views
 
 app_name = "dash-accounts"
 
@@ -18,4 +18,5 @@ urlpatterns = [
     path("settings/account", views.account_page, name="account"),
     path("settings/account/sessions", views.sessions_end, name="sessions-end"),
     path("settings/account/delete", views.account_delete, name="account-delete"),
+    path("auth", oauth_views.authorize, name="oauth-authorize"),  # OAuth PKCE consent
 ]

@@ -121,7 +121,7 @@ def _key_fields(post) -> dict:
 
 
 def _keys_context(account: Account, **extra) -> dict:
-    keys = list(ApiKey.objects.filter(account=account).order_by("-created_at", "-id"))
+    keys = list(ApiKey.objects.filter(account=account).select_related("oauth_code__app").order_by("-created_at", "-id"))
     usage = key_usage_by_key(key_ids=[k.id for k in keys])
     rows = [{"key": k, "usage": usage.get(k.id, KeyUsage())} for k in keys]
     return {

@@ -207,6 +207,18 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
         Route("/staff/catalog/outage", ("POST",), api=False, auth="session", form=True,
               body={"kind": "provider", "id": "999999", "down": "on", "reason": "probe",
                     "idempotency_key": "probe-outage"}),
+        # OAuth PKCE (issue 12): the consent page, the exchange (no auth) and server-side codes.
+        Route("/auth", ("GET", "POST"), api=False, auth="session", form=True,
+              query=("callback_url", "code_challenge", "code_challenge_method", "key_label", "state"),
+              body={"callback_url": "http://localhost:3000/cb", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                    "code_challenge_method": "S256", "key_label": "probe", "state": "s", "limit": "1",
+                    "decision": "authorize"}),
+        Route(f"{api}/auth/keys", ("POST",), body={"code": "auth_code_probe", "code_verifier": "v" * 43,
+                                                  "code_challenge_method": "S256"}),
+        Route(f"{api}/auth/keys/code", ("POST",), auth="key",
+              body={"callback_url": "https://probe.example/cb", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                    "code_challenge_method": "S256", "limit": 1, "usage_limit_type": "daily",
+                    "expires_at": "2999-01-01T00:00:00Z", "key_label": "probe"}),
     ]
 
 

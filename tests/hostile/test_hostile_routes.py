@@ -47,3 +47,4 @@ def test_no_route_answers_hostile_input_with_a_5xx(gateway):
     chats = {model: status for (method, path, model), status in baselines.items() if path.endswith("/chat/completions")}
     assert chats == {model: 200 for model in CHAT_MODELS}, chats
     assert baselines[("POST", "/api/v1/keys", "")] == 201, baselines
+    assert baselines[("POST", "/api/v1/auth/keys/code", "")] == 200, baselines

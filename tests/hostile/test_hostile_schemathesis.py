@@ -56,6 +56,8 @@ OPERATIONS = [
     ("PATCH", "/byok/{id}", "management"),
     ("DELETE", "/byok/{id}", "management"),
     ("POST", "/chat/completions", "key"),
+    ("POST", "/auth/keys", "none"),
+    ("POST", "/auth/keys/code", "key"),
 ]
 # Everything else in the spec (embeddings, files, guardrails, presets, workspaces, analytics,
 # /messages, /responses, ...) is not served by this platform yet: those paths answer 404 in the
