@@ -237,6 +237,8 @@ def _openai_turn(body: Any, state: Any) -> Turn | None:
         texts.append(message["role"] + "\x1f" + text)
         if message["role"] == "user":
             last_user = text
+        elif message["role"] == "tool":
+            last_user = ""  # the turn after a tool's result answers it: no new call
     caps = [v for v in (body.get("max_tokens"), body.get("max_completion_tokens")) if isinstance(v, int)]
     cap = min(caps) if caps else None
     turn = Turn(CHAT_KIND, job.model, job.stream, job.include_usage, job.prompt_tokens, (), None, job.id, job.created)
