@@ -591,7 +591,10 @@ def _echo(body: dict) -> dict:
     return {
         "instructions": body.get("instructions"),
         "metadata": body.get("metadata") or None,
-        "tools": body.get("tools") or [],
+        "tools": [  # as sent; a function tool always with its (required) parameters, null when left out
+            {**tool, "parameters": tool.get("parameters")} if tool.get("type") == "function" else tool
+            for tool in body.get("tools") or ()
+        ],
         "tool_choice": body.get("tool_choice") if body.get("tool_choice") is not None else "auto",
         "parallel_tool_calls": body.get("parallel_tool_calls") if body.get("parallel_tool_calls") is not None else True,
         "temperature": body.get("temperature"),
@@ -680,7 +683,7 @@ def response_object(
     if provider is not None:
         body["provider"] = provider
     if error is not None:
-        body["error_type"] = error.get("code")
+        body["error_type"] = ERROR_TYPES.get(error.get("code"), "server")
     return body
 
 
@@ -763,6 +766,17 @@ def chat_to_response(request: ResponsesRequest, chat: dict) -> dict:
 
 
 # --- errors ---------------------------------------------------------------------------------------
+
+
+# ``error.code`` of a failed response -> OpenRouter's canonical ``error_type``. Codex maps the first three
+# codes (context window, rate limit, quota); the spec's enum for ``code`` lacks two of them, Codex wins.
+ERROR_TYPES = {
+    "context_length_exceeded": "context_length_exceeded",
+    "rate_limit_exceeded": "rate_limit_exceeded",
+    "insufficient_quota": "payment_required",
+    "invalid_prompt": "invalid_request",
+    "server_error": "provider_unavailable",
+}
 
 
 def error_code(exc: ApiError) -> str:

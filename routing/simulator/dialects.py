@@ -245,12 +245,20 @@ def _openai_turn(body: Any, state: Any) -> Turn | None:
     prompt_text = "\x1e".join(texts)
     plan_turn(turn, slug=state.slug, prompt_text=prompt_text, control_text=last_user, settings=state.settings,
               cap=cap, thinking_budget=-1 if thinking else None, tools=tools)
-    if isinstance(schema, dict) and turn.finish_reason == "stop" and not turn.tool_pieces:
-        pieces = token_pieces(orjson.dumps(tool_arguments(seed_for("json", state.slug, job.model, prompt_text), schema)).decode())
-        remaining = None if cap is None else cap - len(turn.reasoning)
-        turn.tokens = pieces if remaining is None or len(pieces) <= remaining else pieces[:remaining]
-        turn.finish_reason = "stop" if len(turn.tokens) == len(pieces) else "length"
+    if isinstance(schema, dict):
+        answer_with_schema(turn, schema, slug=state.slug, prompt_text=prompt_text, cap=cap)
     return turn
+
+
+def answer_with_schema(turn: Turn, schema: dict, *, slug: str, prompt_text: str, cap: int | None) -> None:
+    """Structured output: the reply text becomes deterministic JSON that fits ``schema`` (cut at the cap)."""
+    if turn.finish_reason != "stop" or turn.tool_pieces:
+        return
+    value = tool_arguments(seed_for("json", slug, turn.model, prompt_text), schema)
+    pieces = token_pieces(orjson.dumps(value).decode())
+    remaining = None if cap is None else cap - len(turn.reasoning)
+    turn.tokens = pieces if remaining is None or len(pieces) <= remaining else pieces[:remaining]
+    turn.finish_reason = "stop" if len(turn.tokens) == len(pieces) else "length"
 
 
 CHAT_KIND = "chat"

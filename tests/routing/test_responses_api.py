@@ -231,8 +231,9 @@ def test_reasoning_items_come_back_and_go_upstream_again(gateway, simulator, dia
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_json_schema_output(gateway, simulator, streaming):
-    slug, provider, endpoint = route("openai")
+@pytest.mark.parametrize("dialect", ["openai", "gemini"])  # the Anthropic dialect has no structured output here
+def test_json_schema_output(gateway, simulator, dialect, streaming):
+    slug, provider, endpoint = route("openai") if dialect == "openai" else reasoning_route("gemini")
     bundle = make_key(credits="5")
     schema = {
         "type": "object",
@@ -251,7 +252,56 @@ def test_json_schema_output(gateway, simulator, streaming):
     person = json.loads(response.output_text)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
     upstream = simulator.last_request(endpoint.provider.slug)
-    assert upstream["response_format"] == {"type": "json_schema", "json_schema": {"name": "person", "schema": schema,
-                                                                                 "strict": True}}
+    if dialect == "openai":
+        assert upstream["response_format"] == {
+            "type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True},
+        }
+    else:
+        assert upstream["generationConfig"]["responseJsonSchema"] == schema
     assert response.text.format.type == "json_schema"
     check_charge(endpoint, response.model_dump(mode="json"))
+
+
+def test_a_provider_dropping_mid_stream_ends_in_response_failed(gateway, simulator):
+    """After the first token there is no fallback: the stream still ends with a terminal event (Codex
+    otherwise reports "stream closed before response.completed"), and what was delivered is charged."""
+    slug, provider, endpoint = route("openai")
+    simulator.set(endpoint.provider.slug, fail="drop", drop_after_chunks=3)
+    bundle = make_key(credits="5")
+    response, events = raw_events(gateway, bundle, {
+        "model": slug, "input": "Tell me a long story. [sim:tokens=40]", "max_output_tokens": 64, "provider": provider,
+    })
+    assert response.status_code == 200
+    assert events[-1] == ("", "[DONE]")
+    last = events[-2][1]
+    assert last["type"] == "response.failed", [name for name, _ in events]
+    validate_schema("StreamEvents", last)
+    assert last["response"]["status"] == "failed" and last["response"]["error"]["code"] == "server_error"
+    assert "response.output_item.done" in [name for name, _ in events]  # the partial message is closed
+    record = generation(last["response"]["id"])
+    assert_ledger_consistent(bundle.account)
+    assert bundle.account.balance == CREDITS - record.cost
+
+
+def test_insufficient_credits_is_a_402_in_the_envelope(gateway):
+    slug, provider, _ = route("openai")
+    bundle = make_key(credits="0")
+    response = httpx.post(f"{gateway.api}/responses", headers=bundle.headers, timeout=30, json={
+        "model": slug, "input": "hi", "stream": True, "provider": provider,
+    })
+    assert response.status_code == 402
+    validate_response("/responses", "post", 402, response.json())
+
+
+def test_another_accounts_generation_is_not_visible(gateway):
+    """The response id is the generation id: its owner reads it at /generation, another account gets a 404."""
+    slug, provider, _ = route("openai")
+    owner, other = make_key(credits="5"), make_key(credits="5")
+    body = httpx.post(f"{gateway.api}/responses", headers=owner.headers, timeout=30,
+                      json={"model": slug, "input": "hi", "provider": provider}).json()
+    settle = generation(body["id"])
+    assert settle.account_id == owner.account.id
+    mine = httpx.get(f"{gateway.api}/generation", params={"id": body["id"]}, headers=owner.headers, timeout=30)
+    theirs = httpx.get(f"{gateway.api}/generation", params={"id": body["id"]}, headers=other.headers, timeout=30)
+    assert mine.status_code == 200 and mine.json()["data"]["id"] == body["id"]
+    assert theirs.status_code == 404
