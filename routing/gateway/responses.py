@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from openrouter_site.errors import ApiError
 
-from ..dialects.responses import ResponsesStream, chat_to_response, error_object, response_object, sse
+from ..dialects.responses_answer import ResponsesStream, chat_to_response, error_object, response_object, sse
 from ..streaming import StreamState
 from .responders import JsonResponder, SseResponder
 from .state import DONE, CallState

@@ -7,13 +7,8 @@ import orjson
 import pytest
 
 from openrouter_site.errors import ApiError, BadRequest, PaymentRequired, RateLimited, ServiceUnavailable
-from routing.dialects.responses import (
-    ResponsesStream,
-    chat_to_response,
-    encrypted_content,
-    error_code,
-    parse_responses,
-)
+from routing.dialects.responses import encrypted_content, parse_responses
+from routing.dialects.responses_answer import ResponsesStream, chat_to_response, error_code
 from routing.providers.openai import OpenAIAdapter
 from tests.openapi import validate_schema
 
