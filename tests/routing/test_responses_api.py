@@ -305,3 +305,47 @@ def test_another_accounts_generation_is_not_visible(gateway):
     theirs = httpx.get(f"{gateway.api}/generation", params={"id": body["id"]}, headers=other.headers, timeout=30)
     assert mine.status_code == 200 and mine.json()["data"]["id"] == body["id"]
     assert theirs.status_code == 404
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_cut_answer_is_incomplete(gateway, simulator, streaming):
+    slug, provider, endpoint = route("openai")
+    bundle = make_key(credits="5")
+    body = {"model": slug, "input": "Tell me a story. [sim:tokens=30]", "max_output_tokens": 5, "provider": provider}
+    if streaming:
+        response, events = raw_events(gateway, bundle, body)
+        assert events[-1] == ("", "[DONE]")
+        name, last = events[-2]
+        assert name == "response.incomplete"
+        validate_schema("StreamEvents", last)
+        result = last["response"]
+    else:
+        response = httpx.post(f"{gateway.api}/responses", json=body, headers=bundle.headers, timeout=30)
+        result = response.json()
+        validate_response("/responses", "post", 200, result)
+    assert result["status"] == "incomplete" and result["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert result["usage"]["output_tokens"] == 5
+    check_charge(endpoint, result)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_custom_tool_call_streams_as_a_custom_tool_call_item(gateway, simulator, dialect):
+    """Codex's freeform ``apply_patch``: the model's call comes back as ``custom_tool_call`` with raw input."""
+    slug, provider, endpoint = route(dialect)
+    bundle = make_key(credits="5")
+    tool = {"type": "custom", "name": "apply_patch", "description": "Apply a patch",
+            "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+    response, events = raw_events(gateway, bundle, {
+        "model": slug, "input": "Fix the bug. [sim:tool=apply_patch]", "tools": [tool], "max_output_tokens": 200,
+        "provider": provider,
+    })
+    assert response.status_code == 200
+    for _, payload in events[:-1]:
+        validate_schema("StreamEvents", payload)
+    done = [payload["item"] for name, payload in events[:-1] if name == "response.output_item.done"]
+    calls = [item for item in done if item["type"] == "custom_tool_call"]
+    assert len(calls) == 1 and calls[0]["name"] == "apply_patch" and isinstance(calls[0]["input"], str)
+    assert calls[0]["input"] and not calls[0]["input"].startswith("{")  # the raw input, not our JSON wrapper
+    final = events[-2][1]["response"]
+    assert final["status"] == "completed" and final["output"] == done
+    check_charge(endpoint, final)
