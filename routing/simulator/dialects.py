@@ -210,9 +210,9 @@ def require(condition: bool, message: str, param: str | None = None) -> None:
 OPENAI_FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls"}
 
 
-def _openai_turn(body: Any, state: Any) -> Turn | None:
-    """A chat request that asks for reasoning, offers a tool its last user turn calls (``[sim:tool=NAME]``)
-    or wants a JSON schema answer, planned as a ``Turn``; None for a plain one (the fast path)."""
+def _openai_turn(body: Any, state: Any) -> Job:
+    """A chat request that asks for reasoning, offers tools or wants a JSON schema answer, planned as a
+    ``Turn`` (a ``[sim:tool=NAME]`` in the last user turn calls NAME); a plain one as a plain ``Job``."""
     job = parse_chat(body, state.slug, state.settings)
     tools = {
         tool["function"]["name"]: tool["function"].get("parameters") or {}
@@ -227,7 +227,7 @@ def _openai_turn(body: Any, state: Any) -> Turn | None:
     if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema")
     if not tools and not thinking and not isinstance(schema, dict):
-        return None
+        return job  # the fast path
     texts, last_user = [], ""
     for message in body["messages"]:
         content = message.get("content")
@@ -328,8 +328,7 @@ class OpenAITurnDialect(OpenAIDialect):
     """OpenAI chat; a request for reasoning, a tool call or a JSON schema answer gets a ``Turn`` reply."""
 
     def parse(self, body: Any, request: Any, state: Any) -> Job:
-        turn = _openai_turn(body, state) if isinstance(body, dict) else None
-        return turn if turn is not None else parse_chat(body, state.slug, state.settings)
+        return _openai_turn(body, state) if isinstance(body, dict) else parse_chat(body, state.slug, state.settings)
 
     def body(self, job: Job) -> bytes:
         if not isinstance(job, Turn):
