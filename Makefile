@@ -43,3 +43,9 @@ check-ledger: install
 # The dashboard at scale: seeds 1,000,000 generations for bench@example.com if missing (use PostgreSQL).
 bench-dashboard: install
 	$(PY) bench/dashboard.py $(BENCH_ARGS)
+
+# Codex CLI (the Responses API's main client) into a git-ignored folder; tests/routing/test_codex_cli.py uses it
+.PHONY: agents-codex
+agents-codex:
+	mkdir -p .agents-node && (test -f .agents-node/package.json || echo '{"private": true}' > .agents-node/package.json)
+	cd .agents-node && npm install --no-audit --no-fund @openai/codex@0.171.0

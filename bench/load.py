@@ -6,7 +6,7 @@ are framed by ``Content-Length`` or chunked transfer encoding (or read to EOF). 
 streaming request (the body has ``"stream": true``) it records when the first ``data:``
 event of the body arrives (TTFB) and when the stream ends, and counts the request as good
 only if the status is 200 and the body ends with ``data: [DONE]``; a non-streaming request is
-good if the status is 200 and the body holds ``"choices"``.
+good if the status is 200 and the body holds ``"choices"`` (``"output"``: a Responses answer).
 
 Requests run for ``--warmup`` seconds unrecorded, then ``--duration`` seconds recorded.
 The result (latency percentiles, TTFB percentiles, req/s, errors) is printed as one JSON
@@ -182,7 +182,7 @@ def judge(response: Response, stream: bool) -> str | None:
     if response.status != 200:
         return f"status {response.status}"
     if not stream:
-        return None if b'"choices"' in response.body else "malformed body"
+        return None if b'"choices"' in response.body or b'"output"' in response.body else "malformed body"
     if response.first_data_at is None:
         return "stream without data"
     if not response.body.rstrip().endswith(b"[DONE]"):

@@ -59,7 +59,7 @@ HOST = "127.0.0.1"
 PROMPT = "Say hello in five words."
 CONCURRENCIES = (1, 16)
 MODES = ("non-stream", "stream")
-TARGETS = ("direct", "portkey", "litellm", "gateway-daphne", "gateway-uvicorn", "gateway-uvicorn-2p")
+TARGETS = ("direct", "portkey", "litellm", "gateway-daphne", "gateway-uvicorn", "gateway-uvicorn-2p", "gateway-responses")
 DEFAULT_MODEL = "meta-llama/llama-3.3-70b-instruct"
 FALLBACK_PROVIDER = "deepinfra"
 UPSTREAM_KEY = "sk-bench-upstream"  # the simulator wants some bearer token, any will do
@@ -176,6 +176,7 @@ class Target:
     url: str
     model: str
     headers: tuple[str, ...] = ()
+    api: str = "chat"  # "chat" (chat completions) or "responses" (the OpenAI Responses API)
 
     def body(self, stream: bool) -> str:
         payload: dict[str, Any] = {
@@ -183,6 +184,8 @@ class Target:
             "messages": [{"role": "user", "content": PROMPT}],
             "max_tokens": 16,
         }
+        if self.api == "responses":
+            payload = {"model": self.model, "input": PROMPT, "max_output_tokens": 16}
         if stream:
             payload["stream"] = True
         return json.dumps(payload)
@@ -204,7 +207,7 @@ def probe(target: Target, modes: tuple[str, ...] = ("non-stream", "stream")) -> 
             raise SetupError(f"{target.name}: HTTP {exc.code}: {exc.read()[:300]!r}") from exc
         except OSError as exc:
             raise SetupError(f"{target.name}: {exc}") from exc
-        expected = b"[DONE]" if stream else b'"choices"'
+        expected = b"[DONE]" if stream else (b'"output"' if target.api == "responses" else b'"choices"')
         if expected not in body:
             raise SetupError(f"{target.name}: unexpected {'stream' if stream else 'body'}: {body[:300]!r}")
 
@@ -578,12 +581,15 @@ class Run:
             raise key
         return key
 
-    def gateway(self, server_name: str, setup: str, processes: int = 1) -> list[dict[str, Any]]:
+    def gateway(self, server_name: str, setup: str, processes: int = 1, api: str = "chat") -> list[dict[str, Any]]:
         key = self.gateway_key(setup)
         port = free_port()
         name = f"gateway-{server_name}" + (f"-{processes}p" if processes > 1 else "")
+        path = "chat/completions"
+        if api != "chat":
+            name, path = f"gateway-{api}", api
         target = Target(
-            name, f"http://{HOST}:{port}/api/v1/chat/completions", self.opts.model, (f"Authorization: Bearer {key}",)
+            name, f"http://{HOST}:{port}/api/v1/{path}", self.opts.model, (f"Authorization: Bearer {key}",), api
         )
         env = gateway_env(setup, self.tmp, self.upstream)
         with server(self.procs, name, gateway_command(server_name, port, processes), env, port):
@@ -662,6 +668,8 @@ class Run:
                     steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("daphne", s)))
                 elif name == "gateway-uvicorn":
                     steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("uvicorn", s)))
+                elif name == "gateway-responses":  # POST /api/v1/responses through the same gateway
+                    steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("uvicorn", s, api="responses")))
                 elif name == "gateway-uvicorn-2p" and setup == "pg-redis":  # several processes need Redis
                     steps.append((f"{name} ({setup})", lambda s=setup: self.gateway("uvicorn", s, processes=2)))
         return steps

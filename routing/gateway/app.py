@@ -10,9 +10,11 @@ from billing.metering import meters_flush
 from openrouter_site.errors import ApiError
 
 from .. import upstream
+from ..dialects.responses import parse_responses
 from ..request_parsing import InferenceRequest, parse_chat, parse_completion
 from .call import Call
 from .responders import JsonResponder, SseResponder
+from .responses import ResponsesJsonResponder, ResponsesSseResponder, responses_stream_error
 from .state import CallState
 
 
@@ -38,6 +40,10 @@ class Surface:
 SURFACES = {
     "chat": Surface("chat", parse_chat, JsonResponder, SseResponder),
     "completions": Surface("completions", parse_completion, JsonResponder, SseResponder),
+    "responses": Surface(
+        "chat", parse_responses, ResponsesJsonResponder, ResponsesSseResponder,
+        name="responses", stream_error=responses_stream_error,
+    ),
 }
 
 

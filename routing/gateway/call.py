@@ -62,7 +62,7 @@ class Call(CallState):
         (``self.key``) on: the HTTP handler above, and the chatroom's socket (``sessions.py``)."""
         self.request = self.surface.parse(body, settings.DEFAULT_MODEL)
         self.plan = await plan_request(
-            body=body,
+            body=self.request.body,  # the chat request (a surface may have translated its body into one)
             requested=self.request.model,
             kind=self.kind,
             account_id=self.key.account_id,

@@ -187,6 +187,10 @@ class SseResponder:
 
     # --- one attempt -------------------------------------------------------------------------------
 
+    def stream_state(self, **fields) -> StreamState:
+        """What turns the provider's chunks into this surface's events (OpenRouter's chunks here)."""
+        return StreamState(**fields)
+
     async def serve(self, prepared: Prepared, started: float) -> None:
         call, attempt, adapter = self.call, prepared.attempt, prepared.adapter
         response = await upstream_open(prepared)
@@ -195,7 +199,7 @@ class SseResponder:
             raise ClientGone
         self.upstream_response = response
         translator = adapter.stream_translator()
-        state = StreamState(
+        state = self.stream_state(
             generation_id=call.id,
             model=attempt.model.slug,
             provider=attempt.endpoint.provider_name,

@@ -203,3 +203,154 @@ def sse_template(event: dict[str, Any], sentinel: str, frame: Callable[[bytes], 
 def require(condition: bool, message: str, param: str | None = None) -> None:
     if not condition:
         raise RequestError(message, param)
+
+
+# --- OpenAI chat with thinking, tool calls and structured output ---------------------------------------
+
+OPENAI_FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls"}
+
+
+def _openai_turn(body: Any, state: Any) -> Job:
+    """A chat request that asks for reasoning, offers tools or wants a JSON schema answer, planned as a
+    ``Turn`` (a ``[sim:tool=NAME]`` in the last user turn calls NAME); a plain one as a plain ``Job``."""
+    job = parse_chat(body, state.slug, state.settings)
+    tools = {
+        tool["function"]["name"]: tool["function"].get("parameters") or {}
+        for tool in body.get("tools") or ()
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict) and isinstance(tool["function"].get("name"), str)
+    }
+    reasoning = body.get("reasoning")
+    thinking = isinstance(reasoning, dict) and reasoning.get("enabled") is not False and reasoning.get("effort") != "none"
+    thinking = thinking or isinstance(body.get("reasoning_effort"), str)
+    response_format = body.get("response_format")
+    schema = None
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+    if not tools and not thinking and not isinstance(schema, dict):
+        return job  # the fast path
+    texts, last_user = [], ""
+    for message in body["messages"]:
+        content = message.get("content")
+        text = content if isinstance(content, str) else "".join(
+            p.get("text") or "" for p in content or () if isinstance(p, dict)
+        )
+        texts.append(message["role"] + "\x1f" + text)
+        if message["role"] == "user":
+            last_user = text
+        elif message["role"] == "tool":
+            last_user = ""  # the turn after a tool's result answers it: no new call
+    caps = [v for v in (body.get("max_tokens"), body.get("max_completion_tokens")) if isinstance(v, int)]
+    cap = min(caps) if caps else None
+    turn = Turn(CHAT_KIND, job.model, job.stream, job.include_usage, job.prompt_tokens, (), None, job.id, job.created)
+    prompt_text = "\x1e".join(texts)
+    plan_turn(turn, slug=state.slug, prompt_text=prompt_text, control_text=last_user, settings=state.settings,
+              cap=cap, thinking_budget=-1 if thinking else None, tools=tools)
+    if isinstance(schema, dict):
+        answer_with_schema(turn, schema, slug=state.slug, prompt_text=prompt_text, cap=cap)
+    return turn
+
+
+def answer_with_schema(turn: Turn, schema: dict, *, slug: str, prompt_text: str, cap: int | None) -> None:
+    """Structured output: the reply text becomes deterministic JSON that fits ``schema`` (cut at the cap)."""
+    if turn.finish_reason != "stop" or turn.tool_pieces:
+        return
+    value = tool_arguments(seed_for("json", slug, turn.model, prompt_text), schema)
+    pieces = token_pieces(orjson.dumps(value).decode())
+    remaining = None if cap is None else cap - len(turn.reasoning)
+    turn.tokens = pieces if remaining is None or len(pieces) <= remaining else pieces[:remaining]
+    turn.finish_reason = "stop" if len(turn.tokens) == len(pieces) else "length"
+
+
+CHAT_KIND = "chat"
+
+
+def _turn_usage(turn: Turn, sent: int) -> dict[str, Any]:
+    reasoning = min(sent, len(turn.reasoning))
+    return {
+        "prompt_tokens": turn.prompt_tokens, "completion_tokens": sent, "total_tokens": turn.prompt_tokens + sent,
+        "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def _turn_tool_call(turn: Turn, arguments: str) -> dict[str, Any]:
+    return {"id": turn.tool_id, "type": "function", "function": {"name": turn.tool_name, "arguments": arguments}}
+
+
+class OpenAITurnEncoder:
+    """Chat chunks for a ``Turn``: reasoning deltas, content deltas, then one tool call's argument pieces."""
+
+    __slots__ = ("job", "units", "position", "_base")
+
+    def __init__(self, job: Turn) -> None:
+        self.job = job
+        self.units = job.units
+        self.position = 0
+        self._base = {"id": job.id, "object": "chat.completion.chunk", "created": job.created, "model": job.model,
+                      "system_fingerprint": "fp_sim"}
+
+    def _event(self, delta: dict | None, finish: str | None = None, usage: dict | None = None) -> bytes:
+        chunk: dict[str, Any] = dict(self._base)
+        chunk["choices"] = [] if delta is None else [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        ]
+        if usage is not None:
+            chunk["usage"] = usage
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def opening(self) -> bytes:
+        return self._event({"role": "assistant", "content": ""})
+
+    def content(self, unit: str) -> bytes:
+        job, position = self.job, self.position
+        self.position += 1
+        thinking, text = len(job.reasoning), len(job.reasoning) + len(job.tokens)
+        if position < thinking:
+            detail = {"type": "reasoning.text", "text": unit, "format": "unknown", "index": 0}
+            return self._event({"reasoning": unit, "reasoning_details": [detail]})
+        if position < text:
+            return self._event({"content": unit})
+        call: dict[str, Any] = {"index": 0, "function": {"arguments": unit}}
+        if position == text:
+            call = {"index": 0, **_turn_tool_call(job, unit)}
+        return self._event({"tool_calls": [call]})
+
+    def closing(self, sent: int) -> bytes:
+        job, parts = self.job, []
+        if job.finish_reason is not None:
+            parts.append(self._event({}, OPENAI_FINISH.get(job.finish_reason, job.finish_reason)))
+        if job.include_usage:
+            parts.append(self._event(None, usage=_turn_usage(job, sent)))
+        parts.append(b"data: [DONE]\n\n")
+        return b"".join(parts)
+
+
+class OpenAITurnDialect(OpenAIDialect):
+    """OpenAI chat; a request for reasoning, a tool call or a JSON schema answer gets a ``Turn`` reply."""
+
+    def parse(self, body: Any, request: Any, state: Any) -> Job:
+        return _openai_turn(body, state) if isinstance(body, dict) else parse_chat(body, state.slug, state.settings)
+
+    def body(self, job: Job) -> bytes:
+        if not isinstance(job, Turn):
+            return completion_body(job)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(job.tokens) or None}
+        if job.reasoning:
+            message["reasoning"] = "".join(job.reasoning)
+            message["reasoning_details"] = [
+                {"type": "reasoning.text", "text": message["reasoning"], "format": "unknown", "index": 0}
+            ]
+        if job.tool_pieces:
+            message["tool_calls"] = [_turn_tool_call(job, "".join(job.tool_pieces))]
+        finish = OPENAI_FINISH.get(job.finish_reason, job.finish_reason) if job.finish_reason else None
+        return orjson.dumps({
+            "id": job.id, "object": "chat.completion", "created": job.created, "model": job.model,
+            "system_fingerprint": "fp_sim",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": _turn_usage(job, job.output_tokens),
+        })
+
+    def encoder(self, job: Job):
+        return OpenAITurnEncoder(job) if isinstance(job, Turn) else SseEncoder(job)
+
+
+OPENAI_CHAT = OpenAITurnDialect(parse_chat)

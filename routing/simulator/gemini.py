@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .config import ProviderSettings
-from .dialects import FAILURE_MESSAGES, Dialect, Turn, plan_turn, require, sse_template
+from .dialects import FAILURE_MESSAGES, Dialect, Turn, answer_with_schema, plan_turn, require, sse_template
 from .protocol import CHAT, RequestError, new_id
 from .tokens import MESSAGE_OVERHEAD, REPLY_OVERHEAD, count_tokens
 
@@ -139,7 +139,7 @@ def parse(body: Any, request: Any, state: Any) -> Turn:
     tokens += sum(count_tokens(name + orjson.dumps(schema).decode()) for name, schema in schemas.items())
     job = Turn(CHAT, model, stream, True, tokens, (), None, new_id("sim-"), int(time.time()))
     job.show_reasoning = show
-    return plan_turn(
+    plan_turn(
         job,
         slug=state.slug,
         prompt_text="\x1e".join(texts),
@@ -149,6 +149,10 @@ def parse(body: Any, request: Any, state: Any) -> Turn:
         thinking_budget=budget,
         tools=schemas,
     )
+    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    if isinstance(schema, dict):
+        answer_with_schema(job, schema, slug=state.slug, prompt_text="\x1e".join(texts), cap=cap)
+    return job
 
 
 # --- reply ---------------------------------------------------------------------------------------

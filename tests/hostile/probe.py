@@ -95,6 +95,42 @@ def chat_body(model: str) -> dict:
     }
 
 
+def responses_body(model: str) -> dict:
+    """A valid Responses request using every nested structure its translation reads (as Codex sends them)."""
+    return {
+        "model": model,
+        "max_output_tokens": 64,
+        "instructions": "be brief",
+        "input": [
+            {"type": "message", "id": "msg_1", "role": "developer", "content": [{"type": "input_text", "text": "x"}]},
+            {"role": "user", "content": [{"type": "input_text", "text": "hi"},
+                                         {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "thinking"}]},
+            {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup", "arguments": "{}",
+             "status": "completed"},
+            {"type": "function_call_output", "id": "fco_1", "call_id": "call_1", "output": "42"},
+            {"type": "custom_tool_call", "call_id": "call_2", "name": "apply_patch", "input": "*** Begin Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "ok"}]},
+        ],
+        "tools": [
+            {"type": "function", "name": "lookup", "description": "d", "parameters": {"type": "object", "properties": {}},
+             "strict": False},
+            {"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "syntax": "lark", "definition": "x"}},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "spawn_agent"}]},
+            {"type": "web_search", "external_web_access": False},
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}, "verbosity": "low"},
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+        "prompt_cache_key": "probe",
+        "client_metadata": {"x": "y"},
+        "provider": {"only": ["openai", "anthropic", "google-vertex", "google-ai-studio"]},
+    }
+
+
 def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, key_id: int = 0) -> list[Route]:
     """Every route of the platform, with real ids filled in. Add new pages and endpoints here."""
     api = "/api/v1"
@@ -121,6 +157,7 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
               body={"provider": "openai", "key": "sk-probe-123456789", "name": "probe"}),
         Route(f"{api}/byok/{byok_id}", ("GET", "PATCH"), auth="management", body={"name": "probe", "disabled": False}),
         *(Route(f"{api}/chat/completions", ("POST",), auth="key", body=chat) for chat in chats),
+        *(Route(f"{api}/responses", ("POST",), auth="key", body=responses_body(model)) for model in CHAT_MODELS),
         Route(f"{api}/completions", ("POST",), auth="key", body={"model": "openai/gpt-4o-mini", "prompt": "hi",
                                                                   "max_tokens": 4}),
         # Pages (a signed-in staff user); their JSON endpoints answer in the envelope too.

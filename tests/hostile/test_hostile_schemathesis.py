@@ -58,9 +58,10 @@ OPERATIONS = [
     ("POST", "/chat/completions", "key"),
     ("POST", "/auth/keys", "none"),
     ("POST", "/auth/keys/code", "key"),
+    ("POST", "/responses", "key"),
 ]
 # Everything else in the spec (embeddings, files, guardrails, presets, workspaces, analytics,
-# /messages, /responses, ...) is not served by this platform yet: those paths answer 404 in the
+# /messages, ...) is not served by this platform yet: those paths answer 404 in the
 # envelope, which is not a conformance question.
 
 
