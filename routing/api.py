@@ -1,5 +1,5 @@
 """The public catalog API: /models, /models/count, /model/{author}/{slug},
-/models/{author}/{slug}/endpoints and /providers. No authentication.
+/models/{author}/{slug}/endpoints, /embeddings/models and /providers. No authentication.
 
 Views parse the query, call a selector and render through ``routing.presenters``; every failure
 leaves in OpenRouter's error envelope.
@@ -132,11 +132,11 @@ def models_list(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type="application/json")
 
 
-def _models_page(request: HttpRequest) -> dict:
+def _models_page(request: HttpRequest, filters: selectors.ModelFilters | None = None) -> dict:
     query = request.GET
     offset = _int_param(query, "offset", minimum=0)
     limit = _int_param(query, "limit", minimum=1, maximum=MAX_LIMIT)
-    models = selectors.model_list(filters=_model_filters(query))
+    models = selectors.model_list(filters=filters or _model_filters(query))
     total = len(models)
     next_link = None
     if offset is not None or limit is not None:
@@ -153,6 +153,17 @@ def _models_page(request: HttpRequest) -> dict:
         "total_count": total,
         "links": {"next": next_link},
     }
+
+
+@public_get
+def embeddings_models(request: HttpRequest) -> HttpResponse:
+    """GET /embeddings/models: the embedding models, as /models lists them (``offset``/``limit`` paginate)."""
+    key = "embeddings:" + _models_cache_key(request)
+    body = cache.get(key)
+    if body is None:
+        body = orjson.dumps(_models_page(request, selectors.ModelFilters(output_modalities=("embeddings",))))
+        cache.set(key, body, MODELS_CACHE_SECONDS)
+    return HttpResponse(body, content_type="application/json")
 
 
 @public_get

@@ -27,6 +27,7 @@ from .sticky import caches_prompts, conversation_key, sticky_get
 # ":free" and ":extended" are static: they exist only as their own catalog ids.
 DYNAMIC_VARIANTS = frozenset({"nitro", "floor", "exacto", "online", "thinking"})
 AUTO_ROUTERS = frozenset({"openrouter/auto", "openrouter/auto-beta"})
+EMBEDDINGS_ONLY = frozenset({"embeddings"})  # an embedding model's output: it writes no text
 
 
 @dataclass(slots=True)
@@ -72,8 +73,21 @@ def _primary_slugs(body: dict, requested: str, snapshot) -> tuple[list[str], str
     return [requested], None
 
 
+def _serves(endpoint: EndpointEntry, kind: str) -> bool:
+    """Whether an endpoint can answer a request of this kind: embeddings come from an embedding model (over
+    OpenAI's wire format), every other kind from a model that writes (not an embedding-only one)."""
+    if kind == "embeddings":
+        return "embeddings" in endpoint.output_modalities and endpoint.dialect == "openai"
+    return endpoint.output_modalities != EMBEDDINGS_ONLY
+
+
 def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[ModelEntry]:
-    """Only endpoints that can take the request: images need image input; legacy completions need OpenAI."""
+    """Only endpoints that can take the request: images need image input; legacy completions need OpenAI;
+    embeddings need an embedding model, and nothing else does."""
+    if kind == "embeddings" or any(not _serves(e, kind) for m in models for e in m.endpoints):
+        models = _serving(models, kind)
+        if kind == "embeddings":
+            return models
     needs_images = kind == "chat" and has_images(body)
     if not needs_images and kind == "chat":
         return models
@@ -94,6 +108,23 @@ def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[Mo
             requested_models=[m.slug for m in models],
             excluded_by=[field_name],
             constraint={"field": field_name, "detail": detail},
+        )
+    return kept
+
+
+def _serving(models: list[ModelEntry], kind: str) -> list[ModelEntry]:
+    kept = []
+    for model in models:
+        endpoints = tuple(e for e in model.endpoints if _serves(e, kind))
+        if endpoints:
+            kept.append(dataclasses.replace(model, endpoints=endpoints) if len(endpoints) < len(model.endpoints) else model)
+    if not kept:
+        detail = "no endpoint serves embeddings" if kind == "embeddings" else "an embedding model does not generate text"
+        raise ConstraintFiltered(
+            f"No endpoints found that support {'embeddings' if kind == 'embeddings' else kind}.",
+            requested_models=[m.slug for m in models],
+            excluded_by=["output_modalities"],
+            constraint={"field": "output_modalities", "detail": detail},
         )
     return kept
 

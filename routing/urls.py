@@ -9,4 +9,5 @@ urlpatterns = [
     re_path(r"^models/(?P<author>[^/]+)/(?P<slug>[^/]+)/endpoints/?$", api.model_endpoints, name="model-endpoints"),
     re_path(r"^model/(?P<author>[^/]+)/(?P<slug>[^/]+)/?$", api.model_detail, name="model-detail"),
     re_path(r"^providers/?$", api.providers_list, name="providers-list"),
+    re_path(r"^embeddings/models/?$", api.embeddings_models, name="embeddings-models"),
 ]

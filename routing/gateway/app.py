@@ -10,8 +10,9 @@ from billing.metering import meters_flush
 from openrouter_site.errors import ApiError
 
 from .. import upstream
-from ..request_parsing import InferenceRequest, parse_chat, parse_completion
+from ..request_parsing import InferenceRequest, parse_chat, parse_completion, parse_embeddings
 from .call import Call
+from .embeddings import EmbeddingsResponder
 from .responders import JsonResponder, SseResponder
 from .state import CallState
 
@@ -20,7 +21,7 @@ from .state import CallState
 class Surface:
     """One inference API: how its body is read, and how an attempt is answered (JSON or SSE)."""
 
-    kind: str  # "chat" | "completions": the provider request and the response objects
+    kind: str  # "chat" | "completions" | "embeddings": the provider request and the response objects
     parse: Callable[[dict, str], InferenceRequest]
     json_responder: type
     sse_responder: type
@@ -38,6 +39,7 @@ class Surface:
 SURFACES = {
     "chat": Surface("chat", parse_chat, JsonResponder, SseResponder),
     "completions": Surface("completions", parse_completion, JsonResponder, SseResponder),
+    "embeddings": Surface("embeddings", parse_embeddings, EmbeddingsResponder, EmbeddingsResponder),
 }
 
 

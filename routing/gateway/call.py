@@ -66,7 +66,7 @@ class Call(CallState):
             if not decision.allowed:
                 raise free_model_rate_limited(decision)
         self.base_body = provider_body(self.request)
-        if self.plan.variant == "thinking" and "reasoning" not in self.base_body:
+        if self.plan.variant == "thinking" and "reasoning" not in self.base_body and self.kind != "embeddings":
             self.base_body["reasoning"] = {"enabled": True}
         if self.plan.web is not None and self.kind == "chat":
             await self._web_search()
