@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "routing",
     "activity",
     "chatroom",
+    "presets",
     "openrouter_site",  # project-wide system checks (openrouter_site/checks.py)
 ]
 
@@ -317,6 +318,7 @@ BYOK_ENCRYPTION_KEYS = [k.strip() for k in os.environ.get("BYOK_ENCRYPTION_KEYS"
 BYOK_FREE_REQUESTS_PER_MONTH = int(os.environ.get("BYOK_FREE_REQUESTS_PER_MONTH", "1000000"))
 # How long an account's decrypted provider keys are cached in each process (seconds).
 GATEWAY_BYOK_CACHE_SECONDS = float(os.environ.get("GATEWAY_BYOK_CACHE_SECONDS", "30"))
+GATEWAY_PRESET_CACHE_SECONDS = float(os.environ.get("GATEWAY_PRESET_CACHE_SECONDS", "60"))  # presets/cache.py
 
 # --- Plugins and routers ----------------------------------------------------------------
 # The web plugin searches with Exa when this key is set, else with the offline simulated engine.

@@ -1,6 +1,7 @@
 """The call outline: one inference request from its first byte to its generation record.
 
-read body (413) -> authenticate (401/403) -> validate (400) -> plan the route: model, variants,
+read body (413) -> authenticate (401/403) -> the preset it names, if any (400/404) -> validate (400)
+-> plan the route: model, variants,
 routers, fallbacks, provider preferences, health, stickiness, BYOK (400/404) -> free-model rate
 limit (429) -> web search -> the attempts, each answered by the surface's JSON or SSE responder
 -> the generation record (on every path, through the meter).
@@ -14,7 +15,18 @@ from django.conf import settings
 
 from accounts.keycache import KeyInfo, key_info
 from accounts.keys import bearer_token, key_check, key_hash
-from openrouter_site.errors import ApiError, Forbidden, MethodNotAllowed, PayloadTooLarge, ServerError, Unauthorized
+from openrouter_site.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    Unauthorized,
+)
+from presets.cache import preset_for
+from presets.merge import PresetError, preset_apply, preset_reference
 
 from ..planning import plan_request
 from ..plugins.web_search import SearchError, backend_for_settings, inject_results, search_query, web_options
@@ -51,6 +63,7 @@ class Call(CallState):
         raw = await self._read_body()
         self.key = await self._authenticate()
         body = parse_body(raw)
+        body = await self._with_preset(body)
         self.request = self.surface.parse(body, settings.DEFAULT_MODEL)
         self.plan = await plan_request(
             body=body,
@@ -96,6 +109,20 @@ class Call(CallState):
             if not message.get("more_body"):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _with_preset(self, body: dict) -> dict:
+        """The body with its preset applied (``@preset/slug``, ``preset``): read from a per-process cache, and
+        only when the body names one."""
+        try:
+            reference = preset_reference(body)
+        except PresetError as exc:
+            raise BadRequest(str(exc)) from None
+        if reference is None:
+            return body
+        preset = await preset_for(account_id=self.key.account_id, slug=reference.slug)
+        if preset is None:
+            raise NotFound(f"Preset {reference.slug!r} not found")
+        return preset_apply(body=body, surface=self.surface.name, preset=preset, reference=reference)
 
     async def _authenticate(self) -> KeyInfo:
         authorization = self.headers.get(b"authorization")

@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .anthropic import ANTHROPIC
 from . import embeddings as embedding_dialect
+from .anthropic import ANTHROPIC
 from .config import SettingsError
 from .dialects import OPENAI_CHAT, OPENAI_TEXT, Dialect, Encoder
 from .gemini import GEMINI
