@@ -6,6 +6,8 @@ from django.db.models import Count
 
 from .models import Preset, PresetVersion
 
+MAX_VERSION = 2**31 - 1
+
 
 def preset_list(*, account_id: int, offset: int = 0, limit: int = 50) -> tuple[list[Preset], int]:
     """An account's presets, most recently updated first, and how many there are."""
@@ -34,6 +36,8 @@ def preset_versions(*, preset: Preset, offset: int = 0, limit: int = 50) -> tupl
 
 
 def preset_version_get(*, preset: Preset, version: int) -> PresetVersion | None:
+    if not 1 <= version <= MAX_VERSION:
+        return None  # past the column: no such version (and no database error)
     return PresetVersion.objects.filter(preset=preset, version=version).select_related("creator").first()
 
 

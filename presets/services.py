@@ -3,6 +3,8 @@ invalidated after the commit."""
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -20,6 +22,22 @@ MAX_SYSTEM_PROMPT = 100_000
 MAX_NAME = 200
 MAX_DESCRIPTION = 2_000
 PROBE_MESSAGES = [{"role": "user", "content": "x"}]
+MAX_NUMBER = 2**53  # a number beyond it does not survive the database's JSON (a float may come back an int)
+
+
+def _plain_numbers(value, depth: int = 0) -> bool:
+    """Every number in ``value`` is finite and within ``MAX_NUMBER`` (so it round-trips through jsonb)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int | float):
+        return math.isfinite(value) and abs(value) <= MAX_NUMBER
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return all(_plain_numbers(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain_numbers(v, depth + 1) for v in value)
+    return False
 
 
 def preset_config_check(*, slug: str, config: dict, system_prompt: str | None) -> None:
@@ -35,6 +53,8 @@ def preset_config_check(*, slug: str, config: dict, system_prompt: str | None) -
         raise BadRequest("A preset's 'model' cannot name a preset")
     if system_prompt is not None and (not isinstance(system_prompt, str) or len(system_prompt) > MAX_SYSTEM_PROMPT):
         raise BadRequest(f"The system prompt must be a string of at most {MAX_SYSTEM_PROMPT} characters")
+    if not _plain_numbers(config):
+        raise BadRequest(f"Numbers in a preset must be finite and at most {MAX_NUMBER} in size")
     encoded = orjson.dumps(config)
     if len(encoded) > MAX_CONFIG_BYTES:
         raise BadRequest(f"A preset's config is at most {MAX_CONFIG_BYTES} bytes")

@@ -114,6 +114,8 @@ def test_another_accounts_presets_are_not_found(gateway):
         ("POST", "presets/ok/messages", {"tools": ["x"]}, 400),
         ("POST", "presets/ok/responses", {"instructions": ["x"]}, 400),
         ("POST", "presets/ok/chat/completions", {"model": "a\u0000b"}, 400),
+        ("POST", "presets/ok/chat/completions", {"tools": [{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "object", "maximum": 10**29}}}]}, 400),
         ("GET", "presets/ok/chat/completions", None, 405),
     ],
 )
