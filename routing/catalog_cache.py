@@ -156,6 +156,11 @@ def _build() -> CatalogSnapshot:
     return CatalogSnapshot(models=models, built_at=time.monotonic(), version=version)
 
 
+def catalog_read() -> CatalogSnapshot:
+    """The catalog as routing sees it, read now (synchronous: for Django views, never the hot path)."""
+    return _build()
+
+
 _build_async = in_db_thread(_build)
 _snapshot: CatalogSnapshot | None = None
 _generation = 0  # bumped by every invalidation: a build that raced one is not kept

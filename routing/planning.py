@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from accounts.keycache import KeyInfo, key_info
+from accounts.keycache import AccountPrivacy, KeyInfo, key_info
 from openrouter_site.errors import BadRequest
 
-from .catalog_cache import EndpointEntry, ModelEntry, catalog, model_lookup
+from .catalog_cache import CatalogSnapshot, EndpointEntry, ModelEntry, catalog, model_lookup
 from .plugins import enabled_plugin
 from .routers import auto_route, free_route, has_images
-from .selection import ConstraintFiltered, ProviderPreferences, plan_route, preferences_parse
+from .selection import (
+    DEFAULT_PREFERENCES,
+    ConstraintFiltered,
+    ProviderPreferences,
+    model_usable,
+    plan_route,
+    preferences_parse,
+)
 from .stats import health_snapshot
 from .sticky import caches_prompts, conversation_key, sticky_get
 
@@ -131,7 +138,17 @@ def _serving(models: list[ModelEntry], kind: str) -> list[ModelEntry]:
 
 def with_account_privacy(preferences: ProviderPreferences, key: KeyInfo | None) -> ProviderPreferences:
     """The account's privacy defaults (from the cached key info) narrow the request's preferences."""
-    privacy = key.privacy if key is not None else None
+    return with_privacy(preferences, key.privacy if key is not None else None)
+
+
+def models_usable(*, snapshot: CatalogSnapshot, privacy: AccountPrivacy | None) -> set[str]:
+    """The model ids an account may use under its privacy settings and provider lists (``GET /models/user``):
+    those ``plan_route`` would find an endpoint for, with no preferences in the request."""
+    preferences = with_privacy(DEFAULT_PREFERENCES, privacy)
+    return {slug for slug, model in snapshot.models.items() if model_usable(model, preferences)}
+
+
+def with_privacy(preferences: ProviderPreferences, privacy: AccountPrivacy | None) -> ProviderPreferences:
     if privacy is None:
         return preferences
     return dataclasses.replace(

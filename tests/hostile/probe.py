@@ -179,11 +179,13 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
                                            "sort", "provider", "author")),
         Route("/models/openai/gpt-4o-mini", api=False),
         Route("/models/nobody/nothing", api=False),
-        # Embeddings and presets (issue 11).
+        # Embeddings, presets, user-filtered models and ZDR endpoints (issue 11).
         Route(f"{api}/embeddings", ("POST",), auth="key",
               body={"model": "openai/text-embedding-3-small", "input": ["hi", "there"], "encoding_format": "float",
                     "dimensions": 8, "provider": {"sort": "price"}, "user": "probe"}),
         Route(f"{api}/embeddings/models", query=("offset", "limit")),
+        Route(f"{api}/models/user", auth="key", query=("offset", "limit")),
+        Route(f"{api}/endpoints/zdr"),
         Route(f"{api}/presets", auth="key", query=("offset", "limit")),
         Route(f"{api}/presets/probe", auth="key"),
         Route(f"{api}/presets/probe/versions", auth="key", query=("offset", "limit")),
