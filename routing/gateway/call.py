@@ -15,6 +15,7 @@ from django.conf import settings
 
 from accounts.keycache import KeyInfo, key_info
 from accounts.keys import bearer_token, key_check, key_hash
+from activity.content_log import MAX_CAPTURE_BYTES, ContentItem, content_submit
 from openrouter_site.errors import (
     ApiError,
     BadRequest,
@@ -56,12 +57,17 @@ class Call(CallState):
         finally:
             if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
                 self.settle(None, None, finish="error", native=None, charge=None)  # releases the hold
+            if self.logged is not None and self.meter is not None:  # prompt logging: a generation was recorded
+                self._log_content()
 
     async def _run(self) -> None:
         if self.scope["method"] != "POST":
             raise MethodNotAllowed(f"{self.scope['method']} is not allowed here; use POST")
         raw = await self._read_body()
         self.key = await self._authenticate()
+        if self.key.training_discount:  # the account logs its prompts (the 1% discount): keep a copy of both ways
+            self.logged = (raw, [])
+            self.send = self._copying(self.send)
         body = parse_body(raw)
         body = await self._with_preset(body)
         self.request = self.surface.parse(body, settings.DEFAULT_MODEL)
@@ -109,6 +115,33 @@ class Call(CallState):
             if not message.get("more_body"):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # --- prompt logging (opt-in per account; stored off the hot path, encrypted) ---------------------
+
+    logged: tuple[bytes, list[bytes]] | None = None
+    response_status = 0
+
+    def _copying(self, send):
+        copied = self.logged[1]
+        size = [0]
+
+        async def copy(message) -> None:
+            if message["type"] == "http.response.start":
+                self.response_status = message["status"]
+            elif message["type"] == "http.response.body" and size[0] < MAX_CAPTURE_BYTES:
+                body = message.get("body", b"")
+                copied.append(body)
+                size[0] += len(body)
+            await send(message)
+
+        return copy
+
+    def _log_content(self) -> None:
+        raw, copied = self.logged
+        content_submit(ContentItem(
+            generation_id=self.id, account_id=self.key.account_id, created_at=self.created_at,
+            surface=self.surface.name, request=raw, response=b"".join(copied), status=self.response_status,
+        ))
 
     async def _with_preset(self, body: dict) -> dict:
         """The body with its preset applied (``@preset/slug``, ``preset``): read from a per-process cache, and

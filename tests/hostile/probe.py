@@ -186,6 +186,7 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
         Route(f"{api}/embeddings/models", query=("offset", "limit")),
         Route(f"{api}/models/user", auth="key", query=("offset", "limit")),
         Route(f"{api}/endpoints/zdr"),
+        Route(f"{api}/generation/content", auth="key", query=("id",)),
         Route(f"{api}/presets", auth="key", query=("offset", "limit")),
         Route(f"{api}/presets/probe", auth="key"),
         Route(f"{api}/presets/probe/versions", auth="key", query=("offset", "limit")),
