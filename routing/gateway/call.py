@@ -1,10 +1,10 @@
 """The call outline: one inference request from its first byte to its generation record.
 
 read body (413) -> authenticate (401/403) -> the preset it names, if any (400/404) -> validate (400)
--> plan the route: model, variants,
-routers, fallbacks, provider preferences, health, stickiness, BYOK (400/404) -> free-model rate
-limit (429) -> web search -> the attempts, each answered by the surface's JSON or SSE responder
--> the generation record (on every path, through the meter).
+-> plan the route: model, variants, routers, fallbacks, provider preferences, health, stickiness,
+BYOK (400/404) -> free-model rate limit (429) -> web search -> the attempts, each answered by the
+surface's JSON or SSE responder -> the generation record (on every path, through the meter) -> with
+prompt logging on, the request and the answer handed to the content writer.
 """
 
 from __future__ import annotations
