@@ -44,6 +44,17 @@ class AccountPrivacy:
     ignored_providers: tuple[str, ...] = ()
 
 
+def account_privacy(account) -> AccountPrivacy:
+    """An account's routing defaults, as the cached key info carries them (for views that read the account)."""
+    return AccountPrivacy(
+        allow_training_paid=account.allow_training_paid,
+        allow_training_free=account.allow_training_free,
+        zdr_only=account.zdr_only,
+        allowed_providers=tuple(account.allowed_providers or ()),
+        ignored_providers=tuple(account.ignored_providers or ()),
+    )
+
+
 SESSION_PREFIX = "session:"
 
 
@@ -72,13 +83,7 @@ def _load_session(account_id: int, key_hash: str) -> KeyInfo | None:
         training_discount=account.allow_training_discount,
         creator_user_id=account.public_id,
         purchased=account.total_purchased,
-        privacy=AccountPrivacy(
-            allow_training_paid=account.allow_training_paid,
-            allow_training_free=account.allow_training_free,
-            zdr_only=account.zdr_only,
-            allowed_providers=tuple(account.allowed_providers or ()),
-            ignored_providers=tuple(account.ignored_providers or ()),
-        ),
+        privacy=account_privacy(account),
     )
 
 

@@ -14,8 +14,9 @@ from accounts.selectors import api_key_get_by_hash
 from billing.money import nanos_to_usd_number
 from openrouter_site.errors import BadRequest, NotFound
 
+from .content_log import InvalidToken, content_decrypt
 from .presenters import generation_body
-from .selectors import activity_by_day, generation_get
+from .selectors import activity_by_day, generation_content_get, generation_get
 
 GENERATION_ID = re.compile(r"^gen-(\d{9,11})-[A-Za-z0-9]{8,40}$")
 # A generation is written a few milliseconds after its response; wait that long for a fresh id.
@@ -41,6 +42,33 @@ class GenerationApi(APIView):
         if generation is None:
             raise NotFound(f"Generation {generation_id} not found")
         return Response({"data": generation_body(generation)})
+
+
+class GenerationContentApi(APIView):
+    """GET /generation/content?id= (any key of the account): the stored prompt and answer, when the account
+    logged prompts at the time (404 otherwise, and for another account's generation)."""
+
+    def get(self, request):
+        api_key = api_key_from_request(request)
+        generation_id = request.query_params.get("id", "")
+        if not generation_id:
+            raise BadRequest("'id' is required")
+        match = GENERATION_ID.match(generation_id)
+        if match is None:
+            raise NotFound(f"Generation {generation_id[:80]} not found")
+        stored = generation_content_get(account_id=api_key.account_id, generation_id=generation_id)
+        if stored is None and time.time() - int(match.group(1)) < FRESH_SECONDS:
+            deadline = time.monotonic() + WAIT_SECONDS
+            while stored is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                stored = generation_content_get(account_id=api_key.account_id, generation_id=generation_id)
+        if stored is None:
+            raise NotFound(f"No stored content for generation {generation_id} (prompt logging was off, or it expired)")
+        try:
+            content = content_decrypt(stored.encrypted)
+        except InvalidToken:
+            raise NotFound(f"The content of generation {generation_id} can no longer be decrypted") from None
+        return Response({"data": content})
 
 
 class ActivityApi(APIView):

@@ -108,3 +108,16 @@ class UsageDaily(UsageRollup):
                 name="usage_daily_unique",
             )
         ]
+
+
+class GenerationContent(models.Model):
+    """The request and the answer of a generation, stored only for accounts that turned prompt logging on
+    (the 1% discount), encrypted at rest (``activity.content_log``), purged after the retention period.
+    Written after the response by a background thread; keyed by the generation id without a foreign key,
+    since it may be written before the generation row the settlement writer inserts."""
+
+    generation_id = models.CharField(max_length=64, primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    encrypted = models.TextField()  # a Fernet token of the JSON {"input", "output", "error"}

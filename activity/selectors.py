@@ -431,3 +431,10 @@ def rollups_drift(*, account_id: int | None = None, daily: bool = False) -> list
         if want != have:
             drift.append({"group": k, "raw": dict(zip(sums, want, strict=True)), "rollup": dict(zip(sums, have, strict=True))})
     return drift
+
+
+def generation_content_get(*, account_id: int, generation_id: str):
+    """The stored (encrypted) content of one of the account's generations, or None."""
+    from .models import GenerationContent
+
+    return GenerationContent.objects.filter(account_id=account_id, generation_id=generation_id).first()

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 
 from accounts.models import ApiKey
 
-from .models import Generation, UsageDaily, UsageHourly
+from .models import Generation, GenerationContent, UsageDaily, UsageHourly
 from .records import GenerationRecord
 
 # One executemany rather than bulk_create: at hundreds of requests a second, Django's
@@ -222,3 +222,21 @@ def generations_seed(*, records: list) -> int:
                 )
         rollups_apply(rows=records)
     return len(rows)
+
+
+def generation_contents_insert(*, rows: list, retention_days: int) -> int:
+    """Store the encrypted content of generations (``[(ContentItem, token)]``); an id stored already is kept."""
+    objects = [
+        GenerationContent(
+            generation_id=item.generation_id, account_id=item.account_id, created_at=item.created_at,
+            expires_at=item.created_at + dt.timedelta(days=retention_days), encrypted=token,
+        )
+        for item, token in rows
+    ]
+    return len(GenerationContent.objects.bulk_create(objects, ignore_conflicts=True))
+
+
+def generation_contents_purge(*, now) -> int:
+    """Delete every stored content past its retention; returns how many."""
+    deleted, _ = GenerationContent.objects.filter(expires_at__lte=now).delete()
+    return deleted

@@ -32,6 +32,7 @@ GATEWAY_PATHS = {
     "/api/v1/chat/completions": "chat",
     "/api/v1/completions": "completions",
     "/api/v1/responses": "responses",
+    "/api/v1/embeddings": "embeddings",
 }
 # One ASGI callable per inference path, made once (not a closure per request).
 GATEWAY_APPS = {path: functools.partial(gateway_app, kind=kind) for path, kind in GATEWAY_PATHS.items()}

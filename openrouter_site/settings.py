@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "routing",
     "activity",
     "chatroom",
+    "presets",
     "openrouter_site",  # project-wide system checks (openrouter_site/checks.py)
 ]
 
@@ -145,6 +146,7 @@ CELERY_BEAT_SCHEDULE = {
     "purchases-reconcile": {"task": "billing.tasks.purchases_reconcile", "schedule": 120.0},
     "lots-expire": {"task": "billing.tasks.lots_expire", "schedule": crontab(hour=3, minute=0)},
     "lots-expiry-notify": {"task": "billing.tasks.lots_expiry_notify", "schedule": crontab(hour=3, minute=30)},
+    "generation-contents-purge": {"task": "activity.tasks.generation_contents_purge_expired", "schedule": 3600.0},
 }
 
 # --- Auth ------------------------------------------------------------------------
@@ -317,6 +319,11 @@ BYOK_ENCRYPTION_KEYS = [k.strip() for k in os.environ.get("BYOK_ENCRYPTION_KEYS"
 BYOK_FREE_REQUESTS_PER_MONTH = int(os.environ.get("BYOK_FREE_REQUESTS_PER_MONTH", "1000000"))
 # How long an account's decrypted provider keys are cached in each process (seconds).
 GATEWAY_BYOK_CACHE_SECONDS = float(os.environ.get("GATEWAY_BYOK_CACHE_SECONDS", "30"))
+GATEWAY_PRESET_CACHE_SECONDS = float(os.environ.get("GATEWAY_PRESET_CACHE_SECONDS", "60"))  # presets/cache.py
+# Prompt logging (opt-in per account, activity/content_log.py): Fernet keys (comma-separated; the first
+# encrypts), unset: derived from SECRET_KEY; and how long stored prompts and answers are kept.
+PROMPT_LOG_KEYS = [k.strip() for k in os.environ.get("PROMPT_LOG_KEYS", "").split(",") if k.strip()]
+PROMPT_LOG_RETENTION_DAYS = int(os.environ.get("PROMPT_LOG_RETENTION_DAYS", "30"))
 
 # --- Plugins and routers ----------------------------------------------------------------
 # The web plugin searches with Exa when this key is set, else with the offline simulated engine.

@@ -1,5 +1,6 @@
 """The public catalog API: /models, /models/count, /model/{author}/{slug},
-/models/{author}/{slug}/endpoints and /providers. No authentication.
+/models/{author}/{slug}/endpoints, /embeddings/models, /endpoints/zdr and /providers (no authentication), and
+/models/user (any API key).
 
 Views parse the query, call a selector and render through ``routing.presenters``; every failure
 leaves in OpenRouter's error envelope.
@@ -16,11 +17,16 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.auth import api_key_from_request
+from accounts.keycache import account_privacy
 from billing.money import MoneyError, usd_input_to_nanos
 from openrouter_site.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, error_response
 from openrouter_site.inputs import MAX_QUERY_INT, query_int
 from routing import presenters, selectors
+from routing.catalog_cache import catalog_read
+from routing.planning import models_usable
 from routing.services import CATALOG_VERSION_CACHE_KEY, INPUT_MODALITIES, OUTPUT_MODALITIES
+from routing.stats import endpoint_stats
 
 MODELS_CACHE_SECONDS = 30
 DEFAULT_LIMIT = 500
@@ -132,11 +138,13 @@ def models_list(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type="application/json")
 
 
-def _models_page(request: HttpRequest) -> dict:
+def _models_page(request: HttpRequest, filters: selectors.ModelFilters | None = None, keep: set[str] | None = None) -> dict:
     query = request.GET
     offset = _int_param(query, "offset", minimum=0)
     limit = _int_param(query, "limit", minimum=1, maximum=MAX_LIMIT)
-    models = selectors.model_list(filters=_model_filters(query))
+    models = selectors.model_list(filters=filters or _model_filters(query))
+    if keep is not None:
+        models = [m for m in models if m.slug in keep]
     total = len(models)
     next_link = None
     if offset is not None or limit is not None:
@@ -153,6 +161,41 @@ def _models_page(request: HttpRequest) -> dict:
         "total_count": total,
         "links": {"next": next_link},
     }
+
+
+@public_get
+def embeddings_models(request: HttpRequest) -> HttpResponse:
+    """GET /embeddings/models: the embedding models, as /models lists them (``offset``/``limit`` paginate)."""
+    key = "embeddings:" + _models_cache_key(request)
+    body = cache.get(key)
+    if body is None:
+        body = orjson.dumps(_models_page(request, selectors.ModelFilters(output_modalities=("embeddings",))))
+        cache.set(key, body, MODELS_CACHE_SECONDS)
+    return HttpResponse(body, content_type="application/json")
+
+
+@csrf_exempt
+def models_user(request: HttpRequest) -> HttpResponse:
+    """GET /models/user (any key): the models this account may use under its privacy settings and provider
+    lists, decided by routing's own filter (``routing.planning.models_usable``); every output modality."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(MethodNotAllowed(headers={"Allow": "GET, HEAD"}))
+    try:
+        api_key = api_key_from_request(request)
+        usable = models_usable(snapshot=catalog_read(), privacy=account_privacy(api_key.account))
+        page = _models_page(request, selectors.ModelFilters(output_modalities=None), keep=usable)
+    except ApiError as exc:
+        return error_response(exc)
+    return _json(page)
+
+
+@public_get
+def endpoints_zdr(request: HttpRequest) -> HttpResponse:
+    """GET /endpoints/zdr: every endpoint of a zero-data-retention provider, with its live uptime, latency and
+    throughput (``PublicEndpoint``)."""
+    rows = selectors.zdr_endpoints()
+    stats = endpoint_stats([endpoint.id for _, endpoint in rows])
+    return _json({"data": [presenters.endpoint_dict(model, e, stats.get(e.id)) for model, e in rows]})
 
 
 @public_get

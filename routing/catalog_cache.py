@@ -51,6 +51,7 @@ class EndpointEntry:
     dialect: str = "openai"
     input_modalities: frozenset[str] = frozenset({"text"})
     real_base_url: str = ""  # the provider's own API, used for BYOK requests when real upstreams are on
+    output_modalities: frozenset[str] = frozenset({"text"})  # {"embeddings"}: an embedding model's endpoint
 
     @property
     def is_free(self) -> bool:
@@ -135,6 +136,7 @@ def _build() -> CatalogSnapshot:
                 dialect=row.provider.dialect or "openai",
                 input_modalities=frozenset(row.input_modalities or row.model.input_modalities or ("text",)),
                 real_base_url=(row.provider.base_url or "").rstrip("/"),
+                output_modalities=frozenset(row.output_modalities or row.model.output_modalities or ("text",)),
             )
         )
     for model in Model.objects.filter(active=True):
@@ -151,6 +153,11 @@ def _build() -> CatalogSnapshot:
             input_modalities=frozenset(model.input_modalities or ("text",)),
         )
     return CatalogSnapshot(models=models, built_at=time.monotonic(), version=version)
+
+
+def catalog_read() -> CatalogSnapshot:
+    """The catalog as routing sees it, read now (synchronous: for Django views, never the hot path)."""
+    return _build()
 
 
 SNAPSHOT = "snapshot"  # the one entry

@@ -14,19 +14,27 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from accounts.keycache import KeyInfo, key_info
+from accounts.keycache import AccountPrivacy, KeyInfo, key_info
 from openrouter_site.errors import BadRequest
 
-from .catalog_cache import EndpointEntry, ModelEntry, catalog, model_lookup
+from .catalog_cache import CatalogSnapshot, EndpointEntry, ModelEntry, catalog, model_lookup
 from .plugins import enabled_plugin
 from .routers import auto_route, free_route, has_images
-from .selection import ConstraintFiltered, ProviderPreferences, plan_route, preferences_parse
+from .selection import (
+    DEFAULT_PREFERENCES,
+    ConstraintFiltered,
+    ProviderPreferences,
+    model_usable,
+    plan_route,
+    preferences_parse,
+)
 from .stats import health_snapshot
 from .sticky import caches_prompts, conversation_key, sticky_get
 
 # ":free" and ":extended" are static: they exist only as their own catalog ids.
 DYNAMIC_VARIANTS = frozenset({"nitro", "floor", "exacto", "online", "thinking"})
 AUTO_ROUTERS = frozenset({"openrouter/auto", "openrouter/auto-beta"})
+EMBEDDINGS_ONLY = frozenset({"embeddings"})  # an embedding model's output: it writes no text
 
 
 @dataclass(slots=True)
@@ -72,8 +80,21 @@ def _primary_slugs(body: dict, requested: str, snapshot) -> tuple[list[str], str
     return [requested], None
 
 
+def _serves(endpoint: EndpointEntry, kind: str) -> bool:
+    """Whether an endpoint can answer a request of this kind: embeddings come from an embedding model (over
+    OpenAI's wire format), every other kind from a model that writes (not an embedding-only one)."""
+    if kind == "embeddings":
+        return "embeddings" in endpoint.output_modalities and endpoint.dialect == "openai"
+    return endpoint.output_modalities != EMBEDDINGS_ONLY
+
+
 def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[ModelEntry]:
-    """Only endpoints that can take the request: images need image input; legacy completions need OpenAI."""
+    """Only endpoints that can take the request: images need image input; legacy completions need OpenAI;
+    embeddings need an embedding model, and nothing else does."""
+    if kind == "embeddings" or any(not _serves(e, kind) for m in models for e in m.endpoints):
+        models = _serving(models, kind)
+        if kind == "embeddings":
+            return models
     needs_images = kind == "chat" and has_images(body)
     if not needs_images and kind == "chat":
         return models
@@ -98,9 +119,36 @@ def _with_modalities(models: list[ModelEntry], body: dict, kind: str) -> list[Mo
     return kept
 
 
+def _serving(models: list[ModelEntry], kind: str) -> list[ModelEntry]:
+    kept = []
+    for model in models:
+        endpoints = tuple(e for e in model.endpoints if _serves(e, kind))
+        if endpoints:
+            kept.append(dataclasses.replace(model, endpoints=endpoints) if len(endpoints) < len(model.endpoints) else model)
+    if not kept:
+        detail = "no endpoint serves embeddings" if kind == "embeddings" else "an embedding model does not generate text"
+        raise ConstraintFiltered(
+            f"No endpoints found that support {'embeddings' if kind == 'embeddings' else kind}.",
+            requested_models=[m.slug for m in models],
+            excluded_by=["output_modalities"],
+            constraint={"field": "output_modalities", "detail": detail},
+        )
+    return kept
+
+
 def with_account_privacy(preferences: ProviderPreferences, key: KeyInfo | None) -> ProviderPreferences:
     """The account's privacy defaults (from the cached key info) narrow the request's preferences."""
-    privacy = key.privacy if key is not None else None
+    return with_privacy(preferences, key.privacy if key is not None else None)
+
+
+def models_usable(*, snapshot: CatalogSnapshot, privacy: AccountPrivacy | None) -> set[str]:
+    """The model ids an account may use under its privacy settings and provider lists (``GET /models/user``):
+    those ``plan_route`` would find an endpoint for, with no preferences in the request."""
+    preferences = with_privacy(DEFAULT_PREFERENCES, privacy)
+    return {slug for slug, model in snapshot.models.items() if model_usable(model, preferences)}
+
+
+def with_privacy(preferences: ProviderPreferences, privacy: AccountPrivacy | None) -> ProviderPreferences:
     if privacy is None:
         return preferences
     return dataclasses.replace(

@@ -396,3 +396,85 @@ def provider_body(request: InferenceRequest) -> dict:
     if request.user:
         body["user"] = hashlib.sha256(request.user.encode()).hexdigest()[:32]
     return body
+
+
+# --- embeddings --------------------------------------------------------------------------------
+
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own bound on one request
+MAX_EMBEDDING_DIMENSIONS = 65_536
+MAX_TOKEN_ID = 2**31 - 1
+ENCODING_FORMATS = ("float", "base64")
+
+
+def _token_ids(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(t) and 0 <= t <= MAX_TOKEN_ID for t in value)
+
+
+def _check_embedding_input(value) -> int:
+    """How many inputs ``input`` holds: a string, strings, token ids, or arrays of token ids (text only)."""
+    if value is None:
+        raise BadRequest("'input' is required")
+    if isinstance(value, str):
+        if not value:
+            raise BadRequest("'input' must not be empty")
+        return 1
+    if not isinstance(value, list) or not value:
+        raise BadRequest("'input' must be a string, an array of strings, or an array of token ids (or of arrays of them)")
+    if len(value) > MAX_EMBEDDING_INPUTS:
+        raise BadRequest(f"'input' holds at most {MAX_EMBEDDING_INPUTS} items")
+    if all(_is_int(t) for t in value):
+        if not _token_ids(value):
+            raise BadRequest(f"'input' token ids must be integers between 0 and {MAX_TOKEN_ID}")
+        return 1
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            if not item:
+                raise BadRequest(f"'input[{index}]' must not be empty")
+        elif isinstance(item, list):
+            if not _token_ids(item):
+                raise BadRequest(f"'input[{index}]' must be a non-empty array of token ids (0 to {MAX_TOKEN_ID})")
+        elif isinstance(item, dict):
+            raise BadRequest(f"'input[{index}]': only text input is supported (a string or token ids)")
+        else:
+            raise BadRequest(f"'input[{index}]' must be a string or an array of token ids")
+    return len(value)
+
+
+def parse_embeddings(body: dict, default_model: str) -> InferenceRequest:
+    """``POST /embeddings``: model, input, encoding_format, dimensions, input_type, user, provider, models."""
+    model = body.get("model")
+    if model is None:
+        raise BadRequest("'model' is required (an embedding model, e.g. openai/text-embedding-3-small)")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("'model' must be a non-empty string")
+    models = body.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)):
+        raise BadRequest("'models' must be an array of model ids")
+    stream = body.get("stream")
+    if stream is not None and stream is not False:
+        raise BadRequest("'stream' is not supported for embeddings" if stream is True else "'stream' must be a boolean")
+    _check_embedding_input(body.get("input"))
+    encoding = body.get("encoding_format")
+    if encoding is not None and encoding not in ENCODING_FORMATS:
+        raise BadRequest("'encoding_format' must be \"float\" or \"base64\"")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not _is_int(dimensions) or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS):
+        raise BadRequest(f"'dimensions' must be an integer between 1 and {MAX_EMBEDDING_DIMENSIONS}")
+    for field in ("input_type", "user", "session_id"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"'{field}' must be a string")
+    if isinstance(body.get("session_id"), str) and len(body["session_id"]) > 256:
+        raise BadRequest("'session_id' must be at most 256 characters")
+    provider = body.get("provider")
+    if provider is not None and not isinstance(provider, dict):
+        raise BadRequest("'provider' must be an object")
+    return InferenceRequest(
+        body=body,
+        model=model.strip(),
+        stream=False,
+        max_tokens=None,
+        session_id=body.get("session_id") or "",
+        user=body.get("user") or "",
+        preferences=preferences_parse(provider, route=body.get("route")),
+    )

@@ -417,6 +417,15 @@ def _candidates(
     return endpoints
 
 
+def model_usable(model: ModelEntry, preferences: ProviderPreferences) -> bool:
+    """Whether a request for ``model`` under ``preferences`` has an endpoint left: the very filters ``plan_route``
+    applies (``_candidates``), so ``GET /models/user`` and routing never disagree."""
+    try:
+        return bool(_candidates(model, preferences, None, frozenset(), frozenset()))
+    except _Filtered:
+        return False
+
+
 def _soft(endpoints: list[EndpointEntry], wanted: Sequence[str]) -> list[EndpointEntry]:
     for capability in wanted:
         supporting = [e for e in endpoints if capability in e.supported_parameters]

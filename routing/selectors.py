@@ -98,6 +98,12 @@ def model_list(*, filters: ModelFilters | None = None) -> list[Model]:
     return _sorted(models, filters.sort)
 
 
+def zdr_endpoints() -> list[tuple[Model, Endpoint]]:
+    """Every active endpoint of a zero-data-retention provider, with its model, by model id then cheapest first."""
+    models = sorted(_listed_models(), key=lambda m: m.slug)
+    return [(model, endpoint) for model in models for endpoint in model.active_endpoints if endpoint.provider.zdr]
+
+
 def model_count(*, output_modalities: tuple[str, ...] | None = ("text",)) -> int:
     return len(model_list(filters=ModelFilters(output_modalities=output_modalities)))
 

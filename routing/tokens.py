@@ -67,6 +67,7 @@ PROMPT_FIELDS = (
     "messages", "prompt", "tools", "tool_choice", "response_format",  # OpenAI (and Anthropic's messages, tools)
     "system",  # Anthropic
     "contents", "systemInstruction", "toolConfig", "generationConfig",  # Gemini (its response schema is in the config)
+    "input",  # embeddings (a token id takes at least two bytes of its JSON array)
 )
 
 EXACT_FIELDS_BELOW = 32_768  # payload bytes under which only the prompt fields are measured

@@ -11,8 +11,9 @@ from openrouter_site.errors import ApiError
 
 from .. import upstream
 from ..dialects.responses import parse_responses
-from ..request_parsing import InferenceRequest, parse_chat, parse_completion
+from ..request_parsing import InferenceRequest, parse_chat, parse_completion, parse_embeddings
 from .call import Call
+from .embeddings import EmbeddingsResponder
 from .responders import JsonResponder, SseResponder
 from .responses import ResponsesJsonResponder, ResponsesSseResponder, responses_stream_error
 from .state import CallState
@@ -22,7 +23,7 @@ from .state import CallState
 class Surface:
     """One inference API: how its body is read, and how an attempt is answered (JSON or SSE)."""
 
-    kind: str  # "chat" | "completions": the provider request and the response objects
+    kind: str  # "chat" | "completions" | "embeddings": the provider request and the response objects
     parse: Callable[[dict, str], InferenceRequest]
     json_responder: type
     sse_responder: type
@@ -44,6 +45,7 @@ SURFACES = {
         "chat", parse_responses, ResponsesJsonResponder, ResponsesSseResponder,
         name="responses", stream_error=responses_stream_error,
     ),
+    "embeddings": Surface("embeddings", parse_embeddings, EmbeddingsResponder, EmbeddingsResponder),
 }
 
 

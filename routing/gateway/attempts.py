@@ -118,6 +118,8 @@ async def attempt_prepare(call: CallState, attempt: Attempt, files: dict[str, li
 
 
 def _max_output(call: CallState, attempt: Attempt, prompt_tokens: int) -> int:
+    if call.kind == "embeddings":
+        return 0  # a vector: nothing is written, only the input is billed
     if call.request.max_tokens is not None:
         return call.request.max_tokens
     cap = attempt.endpoint.max_completion_tokens or attempt.model.max_completion_tokens
@@ -171,6 +173,11 @@ def _upstream_request(call: CallState, attempt: Attempt, body: dict) -> tuple[ob
         return adapter, UpstreamRequest(f"{attempt.base_url}/completions", headers, orjson.dumps(payload))
     adapter = adapter_for(endpoint.dialect)
     try:
+        if call.kind == "embeddings":
+            request = adapter.embeddings_request(
+                body=body, upstream_model=endpoint.upstream_model_id, base_url=attempt.base_url, api_key=attempt.api_key
+            )
+            return adapter, request
         request = adapter.request(
             body=body, upstream_model=endpoint.upstream_model_id, base_url=attempt.base_url,
             api_key=attempt.api_key, stream=stream,

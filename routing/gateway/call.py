@@ -1,9 +1,10 @@
 """The call outline: one inference request from its first byte to its generation record.
 
-read body (413) -> authenticate (401/403) -> validate (400) -> plan the route: model, variants,
-routers, fallbacks, provider preferences, health, stickiness, BYOK (400/404) -> free-model rate
-limit (429) -> web search -> the attempts, each answered by the surface's JSON or SSE responder
--> the generation record (on every path, through the meter).
+read body (413) -> authenticate (401/403) -> the preset it names, if any (400/404) -> validate (400)
+-> plan the route: model, variants, routers, fallbacks, provider preferences, health, stickiness,
+BYOK (400/404) -> free-model rate limit (429) -> web search -> the attempts, each answered by the
+surface's JSON or SSE responder -> the generation record (on every path, through the meter) -> with
+prompt logging on, the request and the answer handed to the content writer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ from django.conf import settings
 
 from accounts.keycache import KeyInfo, key_info
 from accounts.keys import bearer_token, key_check, key_hash
-from openrouter_site.errors import ApiError, Forbidden, MethodNotAllowed, PayloadTooLarge, ServerError, Unauthorized
+from activity.content_log import MAX_CAPTURE_BYTES, ContentItem, content_submit
+from openrouter_site.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    Unauthorized,
+)
+from presets.cache import preset_for
+from presets.merge import PresetError, preset_apply, preset_reference
 
 from ..planning import plan_request
 from ..plugins.web_search import SearchError, backend_for_settings, inject_results, search_query, web_options
@@ -45,6 +58,8 @@ class Call(CallState):
             await self.fail(ServerError())
         finally:
             self._hold_release()
+            if self.logged is not None and self.meter is not None:  # prompt logging: a generation was recorded
+                self._log_content()
 
     def _hold_release(self) -> None:
         if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
@@ -55,11 +70,15 @@ class Call(CallState):
             raise MethodNotAllowed(f"{self.scope['method']} is not allowed here; use POST")
         raw = await self._read_body()
         self.key = await self._authenticate()
+        if self.key.training_discount:  # the account logs its prompts (the 1% discount): keep a copy of both ways
+            self.logged = (raw, [])
+            self.send = self._copying(self.send)
         await self.serve(parse_body(raw))
 
     async def serve(self, body: dict) -> None:
         """The core every caller of the gateway shares, from the parsed body of an authenticated caller
         (``self.key``) on: the HTTP handler above, and the chatroom's socket (``sessions.py``)."""
+        body = await self._with_preset(body)
         self.request = self.surface.parse(body, settings.DEFAULT_MODEL)
         self.plan = await plan_request(
             body=self.request.body,  # the chat request (a surface may have translated its body into one)
@@ -75,7 +94,7 @@ class Call(CallState):
             if not decision.allowed:
                 raise free_model_rate_limited(decision)
         self.base_body = provider_body(self.request)
-        if self.plan.variant == "thinking" and "reasoning" not in self.base_body:
+        if self.plan.variant == "thinking" and "reasoning" not in self.base_body and self.kind != "embeddings":
             self.base_body["reasoning"] = {"enabled": True}
         if self.plan.web is not None and self.kind == "chat":
             await self._web_search()
@@ -105,6 +124,47 @@ class Call(CallState):
             if not message.get("more_body"):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # --- prompt logging (opt-in per account; stored off the hot path, encrypted) ---------------------
+
+    logged: tuple[bytes, list[bytes]] | None = None
+    response_status = 0
+
+    def _copying(self, send):
+        copied = self.logged[1]
+        size = [0]
+
+        async def copy(message) -> None:
+            if message["type"] == "http.response.start":
+                self.response_status = message["status"]
+            elif message["type"] == "http.response.body" and size[0] < MAX_CAPTURE_BYTES:
+                body = message.get("body", b"")
+                copied.append(body)
+                size[0] += len(body)
+            await send(message)
+
+        return copy
+
+    def _log_content(self) -> None:
+        raw, copied = self.logged
+        content_submit(ContentItem(
+            generation_id=self.id, account_id=self.key.account_id, created_at=self.created_at,
+            surface=self.surface.name, request=raw, response=b"".join(copied), status=self.response_status,
+        ))
+
+    async def _with_preset(self, body: dict) -> dict:
+        """The body with its preset applied (``@preset/slug``, ``preset``): read from a per-process cache, and
+        only when the body names one."""
+        try:
+            reference = preset_reference(body)
+        except PresetError as exc:
+            raise BadRequest(str(exc)) from None
+        if reference is None:
+            return body
+        preset = await preset_for(account_id=self.key.account_id, slug=reference.slug)
+        if preset is None:
+            raise NotFound(f"Preset {reference.slug!r} not found")
+        return preset_apply(body=body, surface=self.surface.name, preset=preset, reference=reference)
 
     async def _authenticate(self) -> KeyInfo:
         authorization = self.headers.get(b"authorization")

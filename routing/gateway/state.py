@@ -156,7 +156,7 @@ class CallState:
             key_hash=self.key.hash,
             key_window=None,
             created_at=self.created_at,
-            api_type="completions",
+            api_type="embeddings" if self.kind == "embeddings" else "completions",
             model=self.model_slug,
             requested_model=request.model if request else "",
             router=self.plan.router if self.plan else None,

@@ -161,6 +161,14 @@ class ProviderAdapter:
     def stream_translator(self) -> StreamTranslator:
         raise NotImplementedError
 
+    def embeddings_request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str) -> UpstreamRequest:
+        """The HTTP request for an OpenAI ``embeddings`` body; only dialects with an embeddings API have one."""
+        raise TranslationError(f"the {self.dialect} dialect has no embeddings API")
+
+    def parse_embeddings(self, payload: bytes) -> dict:
+        """A reply to ``embeddings_request`` as OpenAI's embeddings ``list``. Raises InvalidResponse."""
+        raise InvalidResponse("this dialect has no embeddings API")
+
     def parse_error(
         self, status: int, payload: bytes, headers: Mapping[str, str] | None = None
     ) -> tuple[str, float | None]:

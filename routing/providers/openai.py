@@ -64,3 +64,24 @@ class OpenAIAdapter(ProviderAdapter):
 
     def stream_translator(self) -> OpenAIStream:
         return OpenAIStream()
+
+    @guarded
+    def embeddings_request(self, *, body: dict, upstream_model: str, base_url: str, api_key: str) -> UpstreamRequest:
+        out = dict(body)
+        out["model"] = upstream_model
+        out.pop("stream", None)
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", "Accept": "application/json"}
+        return UpstreamRequest(f"{base_url.rstrip('/')}/embeddings", headers, orjson.dumps(out))
+
+    def parse_embeddings(self, payload: bytes) -> dict:
+        data = json_object(payload)
+        items = data.get("data") if data is not None else None
+        if not isinstance(items, list) or not items:
+            raise InvalidResponse("Provider returned an invalid embeddings response")
+        for index, item in enumerate(items):
+            vector = item.get("embedding") if isinstance(item, dict) else None
+            if not (isinstance(vector, str) or (isinstance(vector, list) and vector)):
+                raise InvalidResponse("Provider returned an invalid embeddings response")
+            item.setdefault("index", index)
+            item["object"] = "embedding"
+        return data

@@ -4,6 +4,7 @@ Provider routes (any slug)::
 
     POST /p/<slug>/v1/chat/completions                       OpenAI chat
     POST /p/<slug>/v1/completions                            OpenAI legacy completions
+    POST /p/<slug>/v1/embeddings                             OpenAI embeddings
     GET  /p/<slug>/v1/models
     POST /p/<slug>/v1/messages                               Anthropic Messages
     POST /p/<slug>/v1/models/<model>:generateContent         Gemini
@@ -37,6 +38,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import embeddings as embedding_dialect
 from .anthropic import ANTHROPIC
 from .config import SettingsError
 from .dialects import OPENAI_CHAT, OPENAI_TEXT, Dialect, Encoder
@@ -247,6 +249,41 @@ async def text_completions(request: web.Request) -> web.StreamResponse:
     return await _completion(request, OPENAI_TEXT)
 
 
+async def embeddings(request: web.Request) -> web.Response:
+    """OpenAI embeddings, with the same auth, latency, failure modes and stats as a completion."""
+    state = request.app[REGISTRY_KEY].get(request.match_info["slug"])
+    stats = state.stats
+    stats.requests += 1
+    if not OPENAI_CHAT.authorized(request):
+        stats.failed += 1
+        status, body = OPENAI_CHAT.auth_error
+        return web.Response(body=body, status=status, content_type=JSON)
+    try:
+        body = await _read_json(request)
+        state.last_request = body
+        state.last_headers = request.raw_headers
+        job = embedding_dialect.parse(body)
+    except RequestError as exc:
+        stats.failed += 1
+        return web.Response(body=OPENAI_CHAT.error(exc.status, exc.message, exc.param), status=exc.status, content_type=JSON)
+    mode = state.draw_failure()
+    if state.settings.latency_ms > 0:
+        await asyncio.sleep(state.settings.latency_ms / 1000)
+    if mode is not None:
+        stats.failed += 1
+        if mode in FAILURE_MODES:
+            return _failure_response(OPENAI_CHAT, mode, state)
+        if mode == "timeout":
+            await asyncio.get_running_loop().create_future()  # until the client gives up
+        if mode == "drop":
+            _drop_connection(request)
+            return web.Response(status=500)
+        if mode == "empty":
+            return json_response({"object": "list", "data": [], "model": job.model})
+    stats.completed += 1
+    return web.Response(body=embedding_dialect.body(job), content_type=JSON)
+
+
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return await _completion(request, ANTHROPIC)
 
@@ -346,6 +383,7 @@ def create_app(registry: Registry | None = None) -> web.Application:
     router = app.router
     router.add_post("/p/{slug}/v1/chat/completions", chat_completions)
     router.add_post("/p/{slug}/v1/completions", text_completions)
+    router.add_post("/p/{slug}/v1/embeddings", embeddings)
     router.add_get("/p/{slug}/v1/models", list_models)
     router.add_post("/p/{slug}/v1/messages", anthropic_messages)
     router.add_post("/p/{slug}/v1/models/{target:.+}", gemini_generate)

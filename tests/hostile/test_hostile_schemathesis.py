@@ -25,6 +25,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from accounts.services import provider_key_create
+from presets.services import preset_version_create
 from routing.models import Provider
 from tests.factories import make_key
 from tests.openapi import SPEC_PATH
@@ -59,8 +60,18 @@ OPERATIONS = [
     ("POST", "/auth/keys", "none"),
     ("POST", "/auth/keys/code", "key"),
     ("POST", "/responses", "key"),
+    ("POST", "/embeddings", "key"),
+    ("GET", "/embeddings/models", "none"),
+    ("GET", "/models/user", "key"),
+    ("GET", "/endpoints/zdr", "none"),
+    ("GET", "/generation/content", "key"),
+    ("GET", "/presets", "key"),
+    ("GET", "/presets/{slug}", "key"),
+    ("GET", "/presets/{slug}/versions", "key"),
+    ("GET", "/presets/{slug}/versions/{version}", "key"),
+    ("POST", "/presets/{slug}/chat/completions", "key"),
 ]
-# Everything else in the spec (embeddings, files, guardrails, presets, workspaces, analytics,
+# Everything else in the spec (files, guardrails, workspaces, analytics,
 # /messages, ...) is not served by this platform yet: those paths answer 404 in the
 # envelope, which is not a conformance question.
 
@@ -76,6 +87,8 @@ def _fixtures() -> dict:
     patched = make_key(account=bundle.account, name="patched by schemathesis")
     byok = provider_key_create(account=bundle.account, provider=Provider.objects.get(slug="openai"),
                                key="sk-schemathesis-0123456789", name="schemathesis")
+    preset_version_create(account=bundle.account, slug="schemathesis", config={"model": "openai/gpt-4o-mini"},
+                          system_prompt="s")
     return {"bundle": bundle, "manager": manager, "patched": patched, "byok": byok}
 
 
@@ -83,6 +96,8 @@ def _real_path_parameters(method: str, path: str, fixtures: dict) -> dict:
     """Ids that exist, for the operation's path parameters (a fresh one where the call deletes it)."""
     if "{author}" in path:
         return {"author": "openai", "slug": "gpt-4o-mini"}
+    if path.startswith("/presets/"):
+        return {"slug": "schemathesis", **({"version": "1"} if "{version}" in path else {})}
     account = fixtures["bundle"].account
     if "{hash}" in path:
         key = make_key(account=account, name="deleted by schemathesis") if method == "DELETE" else fixtures["patched"]
