@@ -29,6 +29,8 @@ gateway_app = GatewayApp()
 GATEWAY_PATHS = {
     "/api/v1/chat/completions": "chat",
     "/api/v1/completions": "completions",
+    "/api/v1/messages": "messages",
+    "/api/v1/messages/count_tokens": "messages_count_tokens",
 }
 # One ASGI callable per inference path, made once (not a closure per request).
 GATEWAY_APPS = {path: functools.partial(gateway_app, kind=kind) for path, kind in GATEWAY_PATHS.items()}

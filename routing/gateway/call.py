@@ -53,7 +53,7 @@ class Call(CallState):
         body = parse_body(raw)
         self.request = self.surface.parse(body, settings.DEFAULT_MODEL)
         self.plan = await plan_request(
-            body=body,
+            body=self.request.body,  # the chat request (another API's body is translated by its parser)
             requested=self.request.model,
             kind=self.kind,
             account_id=self.key.account_id,

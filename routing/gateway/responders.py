@@ -115,7 +115,13 @@ class JsonResponder:
 
 
 class SseResponder:
-    """Keep-alive comments until the first token, a watch for the client leaving, then the events."""
+    """Keep-alive comments until the first token, a watch for the client leaving, then the events.
+
+    Another API's stream (Anthropic Messages) is a subclass with its own ``state_class`` (how chunks
+    are rendered), ``keepalive`` bytes and ``stream_tail``."""
+
+    state_class = StreamState
+    keepalive = KEEPALIVE
 
     def __init__(self, call: CallState) -> None:
         self.call = call
@@ -162,7 +168,7 @@ class SseResponder:
             if self._quiet():
                 return
             await self._start()
-            await self.call.send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+            await self.call.send({"type": "http.response.body", "body": self.keepalive, "more_body": True})
 
     async def _start(self) -> None:
         call = self.call
@@ -193,7 +199,7 @@ class SseResponder:
             raise ClientGone
         self.upstream_response = response
         translator = adapter.stream_translator()
-        state = StreamState(
+        state = self.state_class(
             generation_id=call.id,
             model=attempt.model.slug,
             provider=attempt.endpoint.provider_name,
@@ -248,6 +254,21 @@ class SseResponder:
 
     async def _finish(self, prepared: Prepared, state: StreamState, *, failed: bool, started: float) -> None:
         call, attempt = self.call, prepared.attempt
+        if failed:
+            usage, charge = await self._settle(prepared, state, finish="error", bill_errors=True)
+        else:
+            usage, charge = await self._settle(prepared, state, finish=state.finish or "stop", bill_errors=False)
+            now = time.monotonic()
+            await call.remember(
+                attempt, ttft_ms=((state.first_token_at or now) - started) * 1000, tokens=usage.completion_tokens,
+                seconds=now - (state.first_token_at or started), tool_calls=state.tool_calls,
+            )
+        tail = self.stream_tail(prepared, state, usage, charge, failed=failed)
+        await call.send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def stream_tail(self, prepared: Prepared, state: StreamState, usage: Usage, charge: Charge, *, failed: bool) -> bytes:
+        """The events that end a served stream: an error chunk if it broke, the citations, usage and cost, [DONE]."""
+        call, attempt = self.call, prepared.attempt
         tail = b""
         if failed:
             tail += state.event(
@@ -260,22 +281,13 @@ class SseResponder:
                     "choices": [error_choice(call.kind)],
                 }
             )
-            usage, charge = await self._settle(prepared, state, finish="error", bill_errors=True)
-        else:
-            usage, charge = await self._settle(prepared, state, finish=state.finish or "stop", bill_errors=False)
-            now = time.monotonic()
-            await call.remember(
-                attempt, ttft_ms=((state.first_token_at or now) - started) * 1000, tokens=usage.completion_tokens,
-                seconds=now - (state.first_token_at or started), tool_calls=state.tool_calls,
-            )
         if call.search_results and not failed:
             annotations = annotations_for("".join(state.text), call.search_results)
             delta = {"role": "assistant", "content": "", "annotations": annotations}
             choice = {"index": 0, "delta": delta, "finish_reason": None, "native_finish_reason": None, "logprobs": None}
             tail += state.event({"choices": [choice]})
         tail += state.event({"choices": [], "usage": usage_body(usage, charge.cost, charge.charged, is_byok=attempt.is_byok)})
-        tail += DONE
-        await call.send({"type": "http.response.body", "body": tail, "more_body": False})
+        return tail + DONE
 
 
 def reasoning_excluded(body: dict) -> bool:
