@@ -38,3 +38,9 @@ check-ledger: install
 # The dashboard at scale: seeds 1,000,000 generations for bench@example.com if missing (use PostgreSQL).
 bench-dashboard: install
 	$(PY) bench/dashboard.py $(BENCH_ARGS)
+
+# The real coding agent for tests/test_agent_claude_code.py: Claude Code from npm into the git-ignored
+# .agents-node/ (2.1.197: the newest whose engines accept Node 20).
+.PHONY: agents
+agents:
+	npm install --no-audit --no-fund --prefix .agents-node @anthropic-ai/claude-code@2.1.197

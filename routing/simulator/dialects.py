@@ -4,7 +4,10 @@ A :class:`Dialect` says how a request is authenticated and parsed into a job, ho
 its SSE events are encoded, and what errors look like. The server is the same for all of them
 (latency, failure modes, pacing, stats). ``OPENAI_CHAT``/``OPENAI_TEXT`` wrap ``protocol``; the
 Anthropic and Gemini dialects (``anthropic``, ``gemini``) plan their replies with
-:func:`plan_turn`, which adds thinking tokens and a tool call to the ordinary reply text.
+:func:`plan_turn`, which adds thinking tokens and a tool call to the ordinary reply text. So does
+OpenAI chat when a request asks for ``reasoning`` or declares ``tools`` (the reasoning comes back
+in the ``reasoning`` field, as OpenRouter-compatible providers send it); other chat requests keep
+the plain fast path.
 """
 
 from __future__ import annotations
@@ -18,9 +21,20 @@ from typing import Any, Protocol
 import orjson
 
 from .config import ProviderSettings
-from .protocol import Job, RequestError, SseEncoder, completion_body, error_body, parse_chat, parse_text, reply_plan
+from .protocol import (
+    DONE,
+    Job,
+    RequestError,
+    SseEncoder,
+    completion_body,
+    error_body,
+    parse_chat,
+    parse_text,
+    reply_plan,
+    usage,
+)
 from .text import forced_tool, generate_tokens, natural_length, seed_for, tool_arguments
-from .tokens import token_pieces
+from .tokens import content_text_parts, token_pieces
 
 FAILURE_MESSAGES: dict[str, tuple[int, str]] = {
     "500": (500, "Simulated internal server error"),
@@ -106,7 +120,6 @@ class OpenAIDialect(Dialect):
         return status, body, {"Retry-After": f"{settings.retry_after:g}"} if mode == "429" else NO_HEADERS
 
 
-OPENAI_CHAT = OpenAIDialect(parse_chat)
 OPENAI_TEXT = OpenAIDialect(parse_text)
 
 
@@ -203,3 +216,136 @@ def sse_template(event: dict[str, Any], sentinel: str, frame: Callable[[bytes], 
 def require(condition: bool, message: str, param: str | None = None) -> None:
     if not condition:
         raise RequestError(message, param)
+
+
+# --- OpenAI chat with reasoning and tool calls ------------------------------------------------------
+
+OPENAI_FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls"}
+
+
+def _openai_thinking(body: dict[str, Any]) -> int | None:
+    """The thinking budget an OpenAI chat request asks for (``reasoning``/``reasoning_effort``)."""
+    reasoning, effort = body.get("reasoning"), body.get("reasoning_effort")
+    if isinstance(reasoning, dict):
+        if reasoning.get("enabled") is False or reasoning.get("effort") == "none":
+            return None
+        budget = reasoning.get("max_tokens")
+        return budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else -1
+    return -1 if isinstance(effort, str) and effort != "none" else None
+
+
+def _openai_tools(body: dict[str, Any]) -> dict[str, Any]:
+    tools = body.get("tools")
+    require(tools is None or isinstance(tools, list), "'tools' must be an array", "tools")
+    schemas = {}
+    for index, tool in enumerate(tools or ()):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        require(isinstance(function, dict) and isinstance(function.get("name"), str),
+                f"tools[{index}].function.name is required", "tools")
+        schemas[function["name"]] = function.get("parameters") or {}
+    return schemas
+
+
+def parse_chat_turn(body: Any, slug: str, settings: ProviderSettings) -> Job:
+    """``parse_chat``, planned as a ``Turn`` when the request asks for reasoning or declares tools."""
+    job = parse_chat(body, slug, settings)
+    budget = _openai_thinking(body)
+    tools = _openai_tools(body)
+    if not budget and not tools:
+        return job
+    texts: list[str] = []
+    control = ""
+    for message in body["messages"]:
+        text = "".join(content_text_parts(message.get("content")))
+        texts.append(message["role"] + "\x1f" + text)
+        if message["role"] == "user":
+            control = text
+        elif message["role"] == "tool":  # a tool's answer came after the user's last words
+            control = ""
+    turn = Turn(job.kind, job.model, job.stream, job.include_usage, job.prompt_tokens, (), None, job.id, job.created)
+    caps = [body.get(key) for key in ("max_tokens", "max_completion_tokens")]
+    caps = [cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)]
+    return plan_turn(
+        turn, slug=slug, prompt_text="\x1e".join(texts), control_text=control, settings=settings,
+        cap=min(caps) if caps else None, thinking_budget=budget, tools=tools,
+    )
+
+
+def _turn_usage(job: Turn, sent: int) -> dict[str, Any]:
+    body = usage(job.prompt_tokens, sent)
+    body["completion_tokens_details"]["reasoning_tokens"] = min(sent, len(job.reasoning))
+    return body
+
+
+def turn_completion_body(job: Turn) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(job.tokens) if job.tokens else None}
+    if job.reasoning and job.show_reasoning:
+        message["reasoning"] = "".join(job.reasoning)
+    if job.tool_pieces:
+        message["tool_calls"] = [
+            {"id": job.tool_id, "type": "function",
+             "function": {"name": job.tool_name, "arguments": "".join(job.tool_pieces)}}
+        ]
+    choice = {"index": 0, "message": message, "finish_reason": OPENAI_FINISH.get(job.finish_reason or ""),
+              "logprobs": None}
+    return orjson.dumps(
+        {"id": job.id, "object": "chat.completion", "created": job.created, "model": job.model,
+         "system_fingerprint": "fp_sim", "choices": [choice], "usage": _turn_usage(job, job.output_tokens)}
+    )
+
+
+class TurnSseEncoder:
+    """OpenAI chunks for a ``Turn``: ``reasoning`` deltas, then ``content``, then one tool call's arguments."""
+
+    __slots__ = ("job", "units", "position", "_base", "_edges")
+
+    def __init__(self, job: Turn) -> None:
+        self.job = job
+        self.units = job.units
+        self.position = 0
+        self._base = {"id": job.id, "object": "chat.completion.chunk", "created": job.created, "model": job.model,
+                      "system_fingerprint": "fp_sim"}
+        self._edges = (len(job.reasoning), len(job.reasoning) + len(job.tokens))
+
+    def _event(self, delta: dict[str, Any] | None, finish: str | None = None, usage_obj: Any = None) -> bytes:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        payload: dict[str, Any] = {**self._base, "choices": choices}
+        if self.job.include_usage:
+            payload["usage"] = usage_obj
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    def opening(self) -> bytes:
+        return self._event({"role": "assistant", "content": ""})
+
+    def content(self, unit: str) -> bytes:
+        position = self.position
+        self.position += 1
+        if position < self._edges[0]:
+            return self._event({"reasoning": unit} if self.job.show_reasoning else {"content": ""})
+        if position < self._edges[1]:
+            return self._event({"content": unit})
+        call: dict[str, Any] = {"index": 0, "function": {"arguments": unit}}
+        if position == self._edges[1]:
+            call = {"index": 0, "id": self.job.tool_id, "type": "function",
+                    "function": {"name": self.job.tool_name, "arguments": unit}}
+        return self._event({"tool_calls": [call]})
+
+    def closing(self, sent: int) -> bytes:
+        parts = []
+        if self.job.finish_reason is not None:
+            parts.append(self._event({}, OPENAI_FINISH.get(self.job.finish_reason)))
+        if self.job.include_usage:
+            parts.append(self._event(None, usage_obj=_turn_usage(self.job, sent)))
+        parts.append(DONE)
+        return b"".join(parts)
+
+
+class OpenAIChatDialect(OpenAIDialect):
+    def body(self, job: Job) -> bytes:
+        return turn_completion_body(job) if isinstance(job, Turn) else completion_body(job)
+
+    def encoder(self, job: Job) -> Encoder:
+        return TurnSseEncoder(job) if isinstance(job, Turn) else SseEncoder(job)
+
+
+OPENAI_CHAT = OpenAIChatDialect(parse_chat_turn)
