@@ -428,7 +428,7 @@ def chat_body(body: dict) -> dict:
 
     messages = _chat_messages(body.get("messages"))
     if "system" in body and body["system"] is not None:
-        system = _system_parts(body["system"], "'system'")
+        system = _system_parts(body["system"], "system")
         if system:
             messages.insert(0, {"role": "system", "content": system})
     out: dict[str, Any] = {"messages": messages}
