@@ -16,6 +16,7 @@ chunks into Anthropic's SSE events (each with its ``event:`` line); ``error_body
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -258,8 +259,9 @@ def _assistant_message(content: list, where: str) -> dict:
                             "format": FORMAT, "index": len(details)})
         else:
             _string(block.get("data"), f"{at}.data")
-            details.append({"type": "reasoning.encrypted", "data": block["data"], "format": FORMAT,
-                            "index": len(details)})
+            detail = foreign_detail(block["data"]) or {"type": "reasoning.encrypted", "data": block["data"],
+                                                       "format": FORMAT}
+            details.append({**detail, "index": len(details)})
     message: dict = {"role": "assistant"}
     if any("cache_control" in p for p in parts):
         message["content"] = parts
@@ -483,6 +485,42 @@ def input_tokens_count(body: dict) -> int:
 
 # --- the response -------------------------------------------------------------------------------
 
+# Another provider's opaque reasoning (a Gemini thought signature) travels to the client as a
+# ``redacted_thinking`` block whose data says whose it is, so it goes back to that dialect only
+# (an Anthropic provider never receives a signature it did not make).
+FOREIGN = "openrouter.v1."
+
+
+def foreign_data(item: dict) -> str:
+    fields = {key: item.get(key) for key in ("format", "data", "id") if item.get(key) is not None}
+    return FOREIGN + base64.urlsafe_b64encode(orjson.dumps(fields)).decode()
+
+
+def foreign_detail(data: str) -> dict | None:
+    if not data.startswith(FOREIGN):
+        return None
+    try:
+        fields = orjson.loads(base64.urlsafe_b64decode(data[len(FOREIGN):].encode()))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(fields, dict) or not isinstance(fields.get("data"), str) or fields.get("format") == FORMAT:
+        return None
+    detail = {"type": "reasoning.encrypted", "data": fields["data"], "format": str(fields.get("format") or "")}
+    if isinstance(fields.get("id"), str):
+        detail["id"] = fields["id"]
+    return detail
+
+
+def reasoning_block(item: dict) -> dict | None:
+    """The thinking or redacted_thinking block of one ``reasoning_details`` item (None: not one)."""
+    ours = item.get("format") in (None, FORMAT)
+    if item.get("type") == "reasoning.encrypted" and isinstance(item.get("data"), str):
+        return {"type": "redacted_thinking", "data": item["data"] if ours else foreign_data(item)}
+    if item.get("type") == "reasoning.text":
+        signature = item.get("signature") if ours and isinstance(item.get("signature"), str) else ""
+        return {"type": "thinking", "thinking": item.get("text") or "", "signature": signature}
+    return None
+
 
 def stop_reason(finish: str | None, native: str | None) -> str | None:
     if native in ANTHROPIC_STOP_REASONS:
@@ -533,15 +571,10 @@ def content_blocks(message: dict, *, strip_reasoning: bool) -> list[dict]:
     if not strip_reasoning:
         signed = False
         for item in details if isinstance(details, list) else ():
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "reasoning.text":
+            block = reasoning_block(item) if isinstance(item, dict) else None
+            if block is not None:
                 signed = True
-                blocks.append({"type": "thinking", "thinking": item.get("text") or "",
-                               "signature": item.get("signature") or ""})
-            elif item.get("type") == "reasoning.encrypted" and isinstance(item.get("data"), str):
-                signed = True
-                blocks.append({"type": "redacted_thinking", "data": item["data"]})
+                blocks.append(block)
         if not signed and isinstance(message.get("reasoning"), str) and message["reasoning"]:
             blocks.append({"type": "thinking", "thinking": message["reasoning"], "signature": ""})
     content = message.get("content")
@@ -666,11 +699,11 @@ class MessagesStream(StreamState):
                 if not isinstance(item, dict):
                     continue
                 if item.get("type") == "reasoning.encrypted" and isinstance(item.get("data"), str):
-                    self._open("redacted_thinking", {"type": "redacted_thinking", "data": item["data"]}, out)
+                    self._open("redacted_thinking", reasoning_block(item), out)
                     self._close(out)
                 elif item.get("type") in ("reasoning.text", "reasoning.summary"):
                     text = item.get("text") if item.get("type") == "reasoning.text" else item.get("summary")
-                    signature = item.get("signature")
+                    signature = item.get("signature") if item.get("format") in (None, FORMAT) else None
                     if text or signature:
                         self._thinking(text if isinstance(text, str) else None,
                                        signature if isinstance(signature, str) else None, out)

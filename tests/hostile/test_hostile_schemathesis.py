@@ -56,9 +56,10 @@ OPERATIONS = [
     ("PATCH", "/byok/{id}", "management"),
     ("DELETE", "/byok/{id}", "management"),
     ("POST", "/chat/completions", "key"),
+    ("POST", "/messages", "key"),
 ]
 # Everything else in the spec (embeddings, files, guardrails, presets, workspaces, analytics,
-# /messages, /responses, ...) is not served by this platform yet: those paths answer 404 in the
+# /responses, ...) is not served by this platform yet: those paths answer 404 in the
 # envelope, which is not a conformance question.
 
 

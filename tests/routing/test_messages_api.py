@@ -309,3 +309,80 @@ def test_claude_code_shaped_request(gateway, simulator):
     assert "event: message_start" in text and "event: content_block_stop" in text and "event: message_stop" in text
     upstream = simulator.last_request("openai")
     assert upstream["messages"][-1]["role"] == "system" and upstream["max_tokens"] == 16384
+
+
+def test_pings_while_waiting_then_the_events(gateway, simulator, settings):
+    settings.GATEWAY_KEEPALIVE_SECONDS = 0.2
+    model, provider, _ = DIALECTS["gemini"]
+    simulator.set(provider, latency_ms=900)
+    bundle = make_key(credits="5")
+    events = raw_stream(gateway, bundle, {"model": model, "max_tokens": 4, "provider": {"only": [provider]},
+                                          "messages": [{"role": "user", "content": "Hi"}]})
+    kinds = [kind for kind, _ in events]
+    first = kinds.index("message_start")
+    assert first >= 2 and set(kinds[:first]) == {"ping"}, kinds
+    assert kinds[-1] == "message_stop"
+    # The SDK takes the pings in its stride.
+    with client(gateway, bundle).messages.stream(model=model, max_tokens=4, messages=[{"role": "user", "content": "Hi"}],
+                                                 **only(provider)) as stream:
+        assert "".join(stream.text_stream)
+
+
+def test_failure_after_pings_is_an_in_band_error_event_and_charges_nothing(gateway, simulator, settings):
+    settings.GATEWAY_KEEPALIVE_SECONDS = 0.2
+    model, provider, _ = DIALECTS["gemini"]
+    simulator.set(provider, latency_ms=700, fail="503")
+    bundle = make_key(credits="5")
+    events = raw_stream(gateway, bundle, {"model": model, "max_tokens": 4, "provider": {"only": [provider]},
+                                          "messages": [{"role": "user", "content": "Hi"}]})
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "ping" and kinds[-1] == "error" and "message_start" not in kinds, kinds
+    assert events[-1][1]["error"]["type"] == "overloaded_error"
+    validate_schema("MessagesStreamingResponse", {"event": "error", "data": events[-1][1]})
+    with pytest.raises(anthropic.APIStatusError):  # the SDK raises it too
+        with client(gateway, bundle).messages.stream(model=model, max_tokens=4, **only(provider),
+                                                     messages=[{"role": "user", "content": "Hi"}]) as stream:
+            "".join(stream.text_stream)
+    assert spent(bundle) == 0
+
+
+def test_generation_lookup_and_unknown_fields(gateway):
+    bundle = make_key(credits="5")
+    response = httpx.post(f"{gateway.api}/messages", headers={"x-api-key": bundle.raw, "anthropic-version": "2026-10-21"},
+                          json={"model": "openai/gpt-4o-mini", "max_tokens": 5, "some_future_field": {"x": 1},
+                                "service_tier": "auto", "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+    assert response.status_code == 200, response.text
+    message = response.json()
+    assert response.headers["x-generation-id"] == message["id"]
+    generation(message["id"])
+    lookup = httpx.get(f"{gateway.api}/generation", params={"id": message["id"]},
+                       headers={"authorization": f"Bearer {bundle.raw}"}, timeout=10)
+    assert lookup.status_code == 200 and lookup.json()["data"]["total_cost"] == message["usage"]["cost"]
+    other = make_key(credits="1")
+    hidden = httpx.get(f"{gateway.api}/generation", params={"id": message["id"]},
+                       headers={"authorization": f"Bearer {other.raw}"}, timeout=10)
+    assert hidden.status_code == 404
+
+
+def test_a_gemini_thought_signature_goes_back_to_gemini_only(gateway, simulator):
+    """Gemini signs a tool call made while thinking; the client gets it as a redacted_thinking block and
+    sends it back: Gemini receives its signature on the call, Anthropic never sees it."""
+    model, provider = THINKERS["gemini"]
+    bundle = make_key(credits="5")
+    sdk = client(gateway, bundle)
+    messages = [{"role": "user", "content": "Weather in Oslo? [sim:tool=get_weather]"}]
+    first = sdk.messages.create(model=model, max_tokens=3000, tools=[WEATHER], messages=messages,
+                                thinking={"type": "enabled", "budget_tokens": 1024}, **only(provider))
+    kinds = [block.type for block in first.content]
+    assert "redacted_thinking" in kinds and kinds[-1] == "tool_use", kinds
+    call = first.content[-1]
+    messages += [{"role": "assistant", "content": first.content},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Rain"}]}]
+    sdk.messages.create(model=model, max_tokens=3000, tools=[WEATHER], messages=messages, **only(provider))
+    sent = [part for content in simulator.last_request(provider)["contents"] for part in content["parts"]]
+    signed = [part for part in sent if "functionCall" in part]
+    assert signed and signed[0].get("thoughtSignature"), sent
+    claude, claude_provider, _ = DIALECTS["anthropic"]
+    sdk.messages.create(model=claude, max_tokens=50, tools=[WEATHER], messages=messages, **only(claude_provider))
+    turns = simulator.last_request(claude_provider)["messages"]
+    assert all(block["type"] != "redacted_thinking" for turn in turns for block in turn["content"]), turns
