@@ -49,3 +49,9 @@ bench-dashboard: install
 agents-codex:
 	mkdir -p .agents-node && (test -f .agents-node/package.json || echo '{"private": true}' > .agents-node/package.json)
 	cd .agents-node && npm install --no-audit --no-fund @openai/codex@0.171.0
+
+# The real coding agent for tests/test_agent_claude_code.py: Claude Code from npm into the git-ignored
+# .agents-node/ (2.1.197: the newest whose engines accept Node 20).
+.PHONY: agents
+agents:
+	npm install --no-audit --no-fund --prefix .agents-node @anthropic-ai/claude-code@2.1.197

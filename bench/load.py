@@ -181,12 +181,14 @@ def judge(response: Response, stream: bool) -> str | None:
     """Return why ``response`` is an error, or None if it is a good answer."""
     if response.status != 200:
         return f"status {response.status}"
-    if not stream:
-        return None if b'"choices"' in response.body or b'"output"' in response.body else "malformed body"
+    if not stream:  # a chat completion, an Anthropic Message (/messages) or a Response (/responses)
+        good = (b'"choices"', b'"type":"message"', b'"output"')
+        return None if any(marker in response.body for marker in good) else "malformed body"
     if response.first_data_at is None:
         return "stream without data"
-    if not response.body.rstrip().endswith(b"[DONE]"):
-        return "stream without [DONE]"
+    end = response.body.rstrip()
+    if not end.endswith(b"[DONE]") and not end.endswith(b'{"type":"message_stop"}'):
+        return "stream without [DONE] (or message_stop)"
     return None
 
 

@@ -59,6 +59,7 @@ HOST = "127.0.0.1"
 PROMPT = "Say hello in five words."
 CONCURRENCIES = (1, 16)
 MODES = ("non-stream", "stream")
+MESSAGES_MODES = ("messages", "messages-stream")  # the gateway's Anthropic Messages surface (/api/v1/messages)
 TARGETS = ("direct", "portkey", "litellm", "gateway-daphne", "gateway-uvicorn", "gateway-uvicorn-2p", "gateway-responses")
 DEFAULT_MODEL = "meta-llama/llama-3.3-70b-instruct"
 FALLBACK_PROVIDER = "deepinfra"
@@ -176,7 +177,7 @@ class Target:
     url: str
     model: str
     headers: tuple[str, ...] = ()
-    api: str = "chat"  # "chat" (chat completions) or "responses" (the OpenAI Responses API)
+    api: str = "chat"  # "chat", "responses" (the OpenAI Responses API) or "messages" (Anthropic's Messages API)
 
     def body(self, stream: bool) -> str:
         payload: dict[str, Any] = {
@@ -186,6 +187,8 @@ class Target:
         }
         if self.api == "responses":
             payload = {"model": self.model, "input": PROMPT, "max_output_tokens": 16}
+        if self.api == "messages":
+            payload["system"] = "You are a benchmark."
         if stream:
             payload["stream"] = True
         return json.dumps(payload)
@@ -193,7 +196,7 @@ class Target:
 
 def probe(target: Target, modes: tuple[str, ...] = ("non-stream", "stream")) -> None:
     """Send one request per mode; raise SetupError unless each is good."""
-    for stream in (mode == "stream" for mode in modes):
+    for stream in (mode.endswith("stream") and mode != "non-stream" for mode in modes):
         request = urllib.request.Request(
             target.url, data=target.body(stream).encode(), method="POST", headers={"Content-Type": "application/json"}
         )
@@ -207,7 +210,10 @@ def probe(target: Target, modes: tuple[str, ...] = ("non-stream", "stream")) -> 
             raise SetupError(f"{target.name}: HTTP {exc.code}: {exc.read()[:300]!r}") from exc
         except OSError as exc:
             raise SetupError(f"{target.name}: {exc}") from exc
-        expected = b"[DONE]" if stream else (b'"output"' if target.api == "responses" else b'"choices"')
+        if target.api == "messages":
+            expected = b"event: message_stop" if stream else b'"type":"message"'
+        else:
+            expected = b"[DONE]" if stream else (b'"output"' if target.api == "responses" else b'"choices"')
         if expected not in body:
             raise SetupError(f"{target.name}: unexpected {'stream' if stream else 'body'}: {body[:300]!r}")
 
@@ -247,7 +253,7 @@ def measure_target(
     for mode in modes:
         for concurrency in CONCURRENCIES:
             for tool in tools:
-                result = measure(target, mode == "stream", concurrency, opts, tool)
+                result = measure(target, mode.endswith("stream") and mode != "non-stream", concurrency, opts, tool)
                 row = {"target": target.name, "setup": setup, "procs": processes, "mode": mode, **result}
                 print(format_row(row), flush=True)
                 rows.append(row)
@@ -595,7 +601,12 @@ class Run:
         with server(self.procs, name, gateway_command(server_name, port, processes), env, port):
             if processes > 1:
                 time.sleep(2.0)  # every worker up and warm, not only the first
-            return measure_target(target, self.opts, setup=setup, processes=processes)
+            rows = measure_target(target, self.opts, setup=setup, processes=processes)
+            if self.opts.messages:
+                messages = Target(name, f"http://{HOST}:{port}/api/v1/messages", self.opts.model,
+                                  (f"x-api-key: {key}",), api="messages")
+                rows += measure_target(messages, self.opts, setup=setup, processes=processes, modes=MESSAGES_MODES)
+            return rows
 
     def portkey(self) -> list[dict[str, Any]]:
         script = ensure_portkey()
@@ -735,7 +746,7 @@ def print_table(rows: list[dict[str, Any]], failures: dict[str, str]) -> None:
     setups = {"-": 0, "sqlite": 1, "pg-redis": 2}
 
     def key(r: dict[str, Any]) -> tuple:
-        return MODES.index(r["mode"]), r["concurrency"], setups[r["setup"]], order[r["target"]], r["tool"]
+        return (MODES + MESSAGES_MODES).index(r["mode"]), r["concurrency"], setups[r["setup"]], order[r["target"]], r["tool"]
 
     for row in sorted(rows, key=key):
         print(format_row(row))
@@ -800,6 +811,14 @@ def summary(rows: list[dict[str, Any]], gateway: str, setup: str) -> dict[str, f
         ),
         "rps_c16": figure(rows, gateway, "non-stream", 16, "rps", setup),
         "wrk_rps_c16": figure(rows, gateway, "non-stream", 16, "rps", setup, "wrk"),
+        # /messages against the same floor (the upstream answering the same prompt in chat's shape)
+        "messages_added_p50_ms": difference(
+            figure(rows, gateway, "messages", 1, "p50_ms", setup), figure(rows, "direct", "non-stream", 1, "p50_ms")
+        ),
+        "messages_stream_ttfb_added_p50_ms": difference(
+            figure(rows, gateway, "messages-stream", 1, "ttfb_p50_ms", setup),
+            figure(rows, "direct", "stream", 1, "ttfb_p50_ms"),
+        ),
     }
 
 
@@ -896,6 +915,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--postgres", action="store_true", help="same as --setups pg-redis (with --redis)")
     parser.add_argument("--redis", action="store_true", help="same as --setups pg-redis (with --postgres)")
     parser.add_argument("--no-wrk", dest="wrk", action="store_false", help="skip the wrk cross-check rows")
+    parser.add_argument("--no-messages", dest="messages", action="store_false",
+                        help="skip the gateway's /messages rows (Anthropic Messages, streaming and not)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (logs, database)")
     opts = parser.parse_args(argv)
     opts.setups = [s.strip() for s in opts.setups.split(",") if s.strip()]

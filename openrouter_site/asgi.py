@@ -33,6 +33,8 @@ GATEWAY_PATHS = {
     "/api/v1/completions": "completions",
     "/api/v1/responses": "responses",
     "/api/v1/embeddings": "embeddings",
+    "/api/v1/messages": "messages",
+    "/api/v1/messages/count_tokens": "messages_count_tokens",
 }
 # One ASGI callable per inference path, made once (not a closure per request).
 GATEWAY_APPS = {path: functools.partial(gateway_app, kind=kind) for path, kind in GATEWAY_PATHS.items()}

@@ -76,6 +76,9 @@ class InferenceRequest:
     session_id: str
     user: str
     preferences: ProviderPreferences = DEFAULT_PREFERENCES
+    # Lower ``max_tokens`` to each endpoint's output limit instead of sending more than it takes
+    # (the Messages API: Claude Code asks every model for 32000).
+    clamp_max_tokens: bool = False
 
 
 def parse_body(raw: bytes) -> dict:

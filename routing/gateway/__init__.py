@@ -9,6 +9,8 @@ only through ``billing.metering`` (and ``billing.money``).
 
 The rooms, each importing only the ones below it:
   app.py        the ASGI entry: which surface a path is, and the lifespan
+  messages.py   the Anthropic Messages surface (/messages, /messages/count_tokens): its responders
+                and error envelope; the body is translated by ``routing.dialects.messages``
   call.py       the call outline, the same for every surface: read body (413) -> authenticate
                 (401/403) -> validate (400) -> plan the route (400/404) -> free-model rate limit
                 (429) -> web search -> the attempts

@@ -10,10 +10,18 @@ from billing.metering import meters_flush
 from openrouter_site.errors import ApiError
 
 from .. import upstream
+from ..dialects.messages import messages_parse
 from ..dialects.responses import parse_responses
 from ..request_parsing import InferenceRequest, parse_chat, parse_completion, parse_embeddings
 from .call import Call
 from .embeddings import EmbeddingsResponder
+from .messages import (
+    CountTokensCall,
+    MessagesJsonResponder,
+    MessagesSseResponder,
+    messages_error_body,
+    messages_stream_error,
+)
 from .responders import JsonResponder, SseResponder
 from .responses import ResponsesJsonResponder, ResponsesSseResponder, responses_stream_error
 from .state import CallState
@@ -46,12 +54,19 @@ SURFACES = {
         name="responses", stream_error=responses_stream_error,
     ),
     "embeddings": Surface("embeddings", parse_embeddings, EmbeddingsResponder, EmbeddingsResponder),
+    "messages": Surface(
+        kind="chat", name="messages", parse=messages_parse, json_responder=MessagesJsonResponder,
+        sse_responder=MessagesSseResponder, error_body=messages_error_body, stream_error=messages_stream_error,
+    ),
 }
+# The same surface (its errors in Anthropic's envelope) for Anthropic's local token count.
+SURFACES["messages_count_tokens"] = SURFACES["messages"]
+CALLS = {"messages_count_tokens": CountTokensCall}  # a surface with its own outline; Call otherwise
 
 
 class GatewayApp:
     async def __call__(self, scope, receive, send, kind: str) -> None:
-        await Call(scope, receive, send, SURFACES[kind]).run()
+        await CALLS.get(kind, Call)(scope, receive, send, SURFACES[kind]).run()
 
     async def lifespan(self, scope, receive, send) -> None:
         while True:

@@ -120,9 +120,11 @@ async def attempt_prepare(call: CallState, attempt: Attempt, files: dict[str, li
 def _max_output(call: CallState, attempt: Attempt, prompt_tokens: int) -> int:
     if call.kind == "embeddings":
         return 0  # a vector: nothing is written, only the input is billed
-    if call.request.max_tokens is not None:
-        return call.request.max_tokens
     cap = attempt.endpoint.max_completion_tokens or attempt.model.max_completion_tokens
+    if call.request.max_tokens is not None:
+        if call.request.clamp_max_tokens and cap:
+            return min(call.request.max_tokens, cap)
+        return call.request.max_tokens
     if cap:
         return cap
     return max(attempt.endpoint.context_length - prompt_tokens, 1)
@@ -134,6 +136,9 @@ async def _attempt_body(call: CallState, attempt: Attempt, files: dict[str, list
     body = call.base_body.copy()
     for parameter in attempt.dropped:
         body.pop(parameter, None)
+    cap = attempt.endpoint.max_completion_tokens or attempt.model.max_completion_tokens
+    if call.request.clamp_max_tokens and cap and isinstance(body.get("max_tokens"), int) and body["max_tokens"] > cap:
+        body["max_tokens"] = cap
     if call.plan.variant == "thinking" and "reasoning" not in call.request.body:
         if "reasoning" not in attempt.endpoint.supported_parameters:
             body.pop("reasoning", None)  # turned on by the variant: dropped like any unsupported parameter

@@ -117,7 +117,13 @@ class JsonResponder:
 
 
 class SseResponder:
-    """Keep-alive comments until the first token, a watch for the client leaving, then the events."""
+    """Keep-alive comments until the first token, a watch for the client leaving, then the events.
+
+    Another API's stream (Anthropic Messages, OpenAI Responses) is a subclass with its own
+    ``state_class`` or ``stream_state`` (how chunks are rendered), ``keepalive`` bytes and ``stream_tail``."""
+
+    state_class = StreamState
+    keepalive = KEEPALIVE
 
     def __init__(self, call: CallState) -> None:
         self.call = call
@@ -164,7 +170,7 @@ class SseResponder:
             if self._quiet():
                 return
             await self._start()
-            await self.call.send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+            await self.call.send({"type": "http.response.body", "body": self.keepalive, "more_body": True})
 
     async def _start(self) -> None:
         call = self.call
@@ -188,8 +194,8 @@ class SseResponder:
     # --- one attempt -------------------------------------------------------------------------------
 
     def stream_state(self, **fields) -> StreamState:
-        """What turns the provider's chunks into this surface's events (OpenRouter's chunks here)."""
-        return StreamState(**fields)
+        """What turns the provider's chunks into this surface's events (``state_class``: OpenRouter's chunks here)."""
+        return self.state_class(**fields)
 
     async def serve(self, prepared: Prepared, started: float) -> None:
         call, attempt, adapter = self.call, prepared.attempt, prepared.adapter
@@ -254,6 +260,24 @@ class SseResponder:
 
     async def _finish(self, prepared: Prepared, state: StreamState, *, failed: bool, started: float) -> None:
         call, attempt = self.call, prepared.attempt
+        if failed:
+            usage, charge = await self._settle(prepared, state, finish="error", bill_errors=True)
+        else:
+            usage, charge = await self._settle(prepared, state, finish=state.finish or "stop", bill_errors=False)
+        tail = self.stream_tail(prepared, state, usage, charge, failed=failed)
+        now = time.monotonic()
+        try:
+            await call.send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            if not failed:  # stats and stickiness after the stream is out: they are not the client's wait
+                await call.remember(
+                    attempt, ttft_ms=((state.first_token_at or now) - started) * 1000, tokens=usage.completion_tokens,
+                    seconds=now - (state.first_token_at or started), tool_calls=state.tool_calls,
+                )
+
+    def stream_tail(self, prepared: Prepared, state: StreamState, usage: Usage, charge: Charge, *, failed: bool) -> bytes:
+        """The events that end a served stream: an error chunk if it broke, the citations, usage and cost, [DONE]."""
+        call, attempt = self.call, prepared.attempt
         tail = b""
         if failed:
             tail += state.event(
@@ -266,25 +290,13 @@ class SseResponder:
                     "choices": [error_choice(call.kind)],
                 }
             )
-            usage, charge = await self._settle(prepared, state, finish="error", bill_errors=True)
-        else:
-            usage, charge = await self._settle(prepared, state, finish=state.finish or "stop", bill_errors=False)
         if call.search_results and not failed:
             annotations = annotations_for("".join(state.text), call.search_results)
             delta = {"role": "assistant", "content": "", "annotations": annotations}
             choice = {"index": 0, "delta": delta, "finish_reason": None, "native_finish_reason": None, "logprobs": None}
             tail += state.event({"choices": [choice]})
         tail += state.event({"choices": [], "usage": usage_body(usage, charge.cost, charge.charged, is_byok=attempt.is_byok)})
-        tail += DONE
-        now = time.monotonic()
-        try:
-            await call.send({"type": "http.response.body", "body": tail, "more_body": False})
-        finally:
-            if not failed:  # stats and stickiness after the stream is out: they are not the client's wait
-                await call.remember(
-                    attempt, ttft_ms=((state.first_token_at or now) - started) * 1000, tokens=usage.completion_tokens,
-                    seconds=now - (state.first_token_at or started), tool_calls=state.tool_calls,
-                )
+        return tail + DONE
 
 
 def reasoning_excluded(body: dict) -> bool:

@@ -4,7 +4,10 @@ A :class:`Dialect` says how a request is authenticated and parsed into a job, ho
 its SSE events are encoded, and what errors look like. The server is the same for all of them
 (latency, failure modes, pacing, stats). ``OPENAI_CHAT``/``OPENAI_TEXT`` wrap ``protocol``; the
 Anthropic and Gemini dialects (``anthropic``, ``gemini``) plan their replies with
-:func:`plan_turn`, which adds thinking tokens and a tool call to the ordinary reply text.
+:func:`plan_turn`, which adds thinking tokens and a tool call to the ordinary reply text. So does
+OpenAI chat when a request asks for ``reasoning`` or declares ``tools`` (the reasoning comes back
+in the ``reasoning`` field, as OpenRouter-compatible providers send it); other chat requests keep
+the plain fast path.
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ from typing import Any, Protocol
 import orjson
 
 from .config import ProviderSettings
-from .protocol import Job, RequestError, SseEncoder, completion_body, error_body, parse_chat, parse_text, reply_plan
+from .protocol import (
+    Job,
+    RequestError,
+    SseEncoder,
+    completion_body,
+    error_body,
+    parse_chat,
+    parse_text,
+    reply_plan,
+)
 from .text import forced_tool, generate_tokens, natural_length, seed_for, tool_arguments
 from .tokens import token_pieces
 
@@ -106,7 +118,6 @@ class OpenAIDialect(Dialect):
         return status, body, {"Retry-After": f"{settings.retry_after:g}"} if mode == "429" else NO_HEADERS
 
 
-OPENAI_CHAT = OpenAIDialect(parse_chat)
 OPENAI_TEXT = OpenAIDialect(parse_text)
 
 

@@ -32,6 +32,7 @@ class Route:
     body: dict = field(default_factory=dict)  # a plausible body for writes; its fields are fuzzed
     form: bool = False  # the body is form-encoded (pages)
     query: tuple[str, ...] = ()  # query parameters it reads
+    envelope: str = "openrouter"  # the API's error envelope: "openrouter" or "anthropic" (/messages)
 
 
 HOSTILE_NUMBERS: tuple[object, ...] = ("1e999999", "-1e999999", "NaN", "Infinity", "-Infinity", "sNaN", "1e-999999")
@@ -127,6 +128,29 @@ def responses_body(model: str) -> dict:
         "store": False,
         "prompt_cache_key": "probe",
         "client_metadata": {"x": "y"},
+def messages_body(model: str) -> dict:
+    """A valid Anthropic Messages request using every nested structure its parser reads."""
+    tool = {"name": "lookup", "description": "d", "input_schema": {"type": "object", "properties": {}},
+            "cache_control": {"type": "ephemeral"}}
+    return {
+        "model": model,
+        "max_tokens": 4,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                         {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                                      "data": "iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "sig"},
+                                              {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "42",
+                                          "is_error": False}]},
+            {"role": "system", "content": "reminder"},
+        ],
+        "tools": [tool],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+        "thinking": {"type": "disabled"},
+        "stop_sequences": ["\n\n"],
+        "metadata": {"user_id": "probe"},
         "provider": {"only": ["openai", "anthropic", "google-vertex", "google-ai-studio"]},
     }
 
@@ -160,6 +184,11 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
         *(Route(f"{api}/responses", ("POST",), auth="key", body=responses_body(model)) for model in CHAT_MODELS),
         Route(f"{api}/completions", ("POST",), auth="key", body={"model": "openai/gpt-4o-mini", "prompt": "hi",
                                                                   "max_tokens": 4}),
+        *(Route(f"{api}/messages", ("POST",), auth="key", envelope="anthropic", body=messages_body(model))
+          for model in CHAT_MODELS),
+        Route(f"{api}/messages/count_tokens", ("POST",), auth="key", envelope="anthropic",
+              body={"model": "openai/gpt-4o-mini", "system": "be brief", "messages": [{"role": "user", "content": "hi"}],
+                    "tools": [{"name": "lookup", "input_schema": {"type": "object"}}]}),
         # Pages (a signed-in staff user); their JSON endpoints answer in the envelope too.
         Route("/", api=False, auth="session"),
         Route("/settings/credits", api=False, auth="session"),
@@ -442,7 +471,7 @@ def probe(
             if case == "baseline" and route is not None:
                 baselines[(method, url, str(route.body.get("model", "")))] = status
             bad = status >= 500
-            if route is not None and route.api and status in (400, 413) and not _is_envelope(response):
+            if route is not None and route.api and status in (400, 413) and not _is_envelope(response, route.envelope):
                 bad = True
             if bad:
                 failures.append(Failure(method, url, case, status, response.text))
@@ -463,10 +492,14 @@ def probe(
     return sent, failures
 
 
-def _is_envelope(response: httpx.Response) -> bool:
+def _is_envelope(response: httpx.Response, kind: str = "openrouter") -> bool:
     try:
         body = response.json()
     except ValueError:
         return False
+    if kind == "anthropic":
+        error = body.get("error") if isinstance(body, dict) else None
+        return (body.get("type") == "error" and "request_id" in body and isinstance(error, dict)
+                and error.get("type") == "invalid_request_error" and isinstance(error.get("message"), str))
     error = body.get("error") if isinstance(body, dict) else None
     return isinstance(error, dict) and error.get("code") == response.status_code and isinstance(error.get("message"), str)

@@ -46,7 +46,10 @@ def test_no_route_answers_hostile_input_with_a_5xx(gateway):
     # The valid bodies the fuzzing starts from are accepted, so the hostile fields reach deep code.
     chats = {model: status for (method, path, model), status in baselines.items() if path.endswith("/chat/completions")}
     assert chats == {model: 200 for model in CHAT_MODELS}, chats
-    responses = {model: status for (method, path, model), status in baselines.items() if path.endswith("/responses")}
+    responses = {model: status for (method, path, model), status in baselines.items() if path == "/api/v1/responses"}
     assert responses == {model: 200 for model in CHAT_MODELS}, responses
+    messages = {model: status for (method, path, model), status in baselines.items() if path == "/api/v1/messages"}
+    assert messages == {model: 200 for model in CHAT_MODELS}, messages
+    assert baselines[("POST", "/api/v1/messages/count_tokens", "openai/gpt-4o-mini")] == 200, baselines
     assert baselines[("POST", "/api/v1/keys", "")] == 201, baselines
     assert baselines[("POST", "/api/v1/auth/keys/code", "")] == 200, baselines

@@ -70,9 +70,10 @@ OPERATIONS = [
     ("GET", "/presets/{slug}/versions", "key"),
     ("GET", "/presets/{slug}/versions/{version}", "key"),
     ("POST", "/presets/{slug}/chat/completions", "key"),
+    ("POST", "/messages", "key"),
 ]
-# Everything else in the spec (files, guardrails, workspaces, analytics,
-# /messages, ...) is not served by this platform yet: those paths answer 404 in the
+# Everything else in the spec (files, guardrails, workspaces, analytics, ...) is not served by this
+# platform yet: those paths answer 404 in the
 # envelope, which is not a conformance question.
 
 
