@@ -128,6 +128,10 @@ def responses_body(model: str) -> dict:
         "store": False,
         "prompt_cache_key": "probe",
         "client_metadata": {"x": "y"},
+        "provider": {"only": ["openai", "anthropic", "google-vertex", "google-ai-studio"]},
+    }
+
+
 def messages_body(model: str) -> dict:
     """A valid Anthropic Messages request using every nested structure its parser reads."""
     tool = {"name": "lookup", "description": "d", "input_schema": {"type": "object", "properties": {}},
