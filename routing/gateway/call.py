@@ -42,7 +42,8 @@ class Call(CallState):
             logger.exception("unexpected error in %s", self.id)
             await self.fail(ServerError())
         finally:
-            if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
+            meter = self.meter
+            if meter is not None and not meter.closed and (meter.held or meter.key_held or any(meter.budget_held)):
                 self.settle(None, None, finish="error", native=None, charge=None)  # releases the hold
 
     async def _run(self) -> None:
