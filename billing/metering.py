@@ -155,8 +155,8 @@ class Meter:
     def guardrail_blocked(self, result) -> Forbidden:
         """The 403 for a request a guardrail's budget cannot cover: which guardrail, and why."""
         rule, window = self.budgets[result.budget]
-        limit_usd = money.nanos_to_usd_number(rule.limit)
-        used_usd = money.nanos_to_usd_number(max(rule.limit - result.available, 0))
+        limit_usd = money.nanos_to_price_string(rule.limit)
+        used_usd = money.nanos_to_price_string(max(rule.limit - result.available, 0))
         period = {"daily": "daily", "weekly": "weekly", "monthly": "monthly"}.get(rule.reset_interval, "total")
         resets_at = window_reset_at(rule.reset_interval)
         whose = "this API key" if rule.subject.startswith("k:") else "this member"
@@ -168,7 +168,7 @@ class Meter:
                 "guardrail_id": rule.id,
                 "guardrail_name": rule.name,
                 "reason": "budget_exceeded",
-                "limit_usd": limit_usd,
+                "limit_usd": money.nanos_to_usd_number(rule.limit),
                 "reset_interval": rule.reset_interval,
                 "resets_at": resets_at.isoformat().replace("+00:00", "Z") if resets_at else None,
             },
