@@ -21,7 +21,7 @@ from billing.selectors import ledger_drift
 from billing.services import credits_grant
 from billing.settlement import settlement_flush
 from tests.factories import KeyBundle, make_account, make_key
-from tests.routing.gateway_helpers import endpoints_of, error_of, post
+from tests.routing.gateway_helpers import error_of, post
 from tests.routing.test_chat_completions import multi_provider_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
