@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_from_request, management_key_from_request
-from accounts.selectors import api_key_get_by_hash
+from accounts.selectors import api_key_get_by_hash, member_key_ids
 from billing.money import nanos_to_usd_number
 from openrouter_site.errors import BadRequest, NotFound
 
@@ -65,7 +65,13 @@ class ActivityApi(APIView):
             if api_key is None or api_key.account_id != manager.account_id:
                 raise NotFound("API key not found")
             key_id = api_key.id
-        rows = activity_by_day(account_id=manager.account_id, since=since, until=until, key_id=key_id)
+        key_ids = None
+        user_id = request.query_params.get("user_id")
+        if user_id:  # an organization member's activity: the keys they created in the account
+            key_ids = member_key_ids(account=manager.account, user_public_id=user_id[:64])
+            if key_ids is None:
+                raise NotFound("Member not found")
+        rows = activity_by_day(account_id=manager.account_id, since=since, until=until, key_id=key_id, key_ids=key_ids)
         return Response(
             {
                 "data": [

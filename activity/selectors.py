@@ -88,13 +88,18 @@ def generation_get(*, account_id: int, generation_id: str) -> Generation | None:
     return Generation.objects.filter(account_id=account_id, id=generation_id).select_related("api_key").first()
 
 
-def activity_by_day(*, account_id: int, since: dt.date, until: dt.date, key_id: int | None = None) -> list[dict]:
-    """Per UTC day, model and provider endpoint: spend, requests and tokens (from the daily roll-ups)."""
+def activity_by_day(
+    *, account_id: int, since: dt.date, until: dt.date, key_id: int | None = None, key_ids: list[int] | None = None
+) -> list[dict]:
+    """Per UTC day, model and provider endpoint: spend, requests and tokens (from the daily roll-ups).
+    ``key_ids`` narrows to those keys (an organization member's keys)."""
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     rows = UsageDaily.objects.filter(account_id=account_id, bucket__gte=start, bucket__lt=end)
     if key_id is not None:
         rows = rows.filter(api_key_id=key_id)
+    if key_ids is not None:
+        rows = rows.filter(api_key_id__in=key_ids)
     return [
         {**row, "day": row["bucket"].date()}
         for row in rows.values("bucket", "model", "provider_name", "endpoint_id")

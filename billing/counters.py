@@ -155,6 +155,11 @@ def _db_budget_spent(subject: str, window: str) -> int:
     return rows.aggregate(total=Sum("cost"))["total"] or 0
 
 
+def budget_spent(subject: str, window: str) -> int:
+    """What a guardrail budget's subject spent in ``window``, from the database (pages)."""
+    return _db_budget_spent(subject, window)
+
+
 _db_balance_async = in_db_thread(_db_balance)
 _db_budget_spent_async = in_db_thread(_db_budget_spent)
 _db_key_spent_async = in_db_thread(_db_key_spent)
@@ -394,6 +399,16 @@ class RedisCounters:
         value = await _db_budget_spent_async(subject, window)
         await init_script(keys=[spent, ver], args=[value, version, WINDOW_TTL_SECONDS])
 
+    async def budget_refusal_note(self, subject: str, window: str, limit: int) -> None:
+        """Remember that the budget refused a request in ``window`` at ``limit`` (the guardrails page)."""
+        client, _hold, _init = self._scripts()
+        await client.set(f"{self.prefix}:gb:{subject}:{window}:refused", limit, ex=WINDOW_TTL_SECONDS)
+
+    def budget_refused(self, subject: str, window: str) -> int | None:
+        """The limit at which the budget last refused a request in ``window``, None if it did not."""
+        raw = redis_clients.sync_client().get(f"{self.prefix}:gb:{subject}:{window}:refused")
+        return None if raw is None else int(raw)
+
     def budget_snapshot(self, subject: str, window: str) -> dict[str, int | None]:
         """A budget's mirrored spend (None: not loaded) and running holds (pages, tests)."""
         client = redis_clients.sync_client()
@@ -510,6 +525,7 @@ class LocalCounters:
         self._kheld: dict[tuple[str, str], int] = {}
         self._bspent: dict[tuple[str, str], int] = {}
         self._bheld: dict[tuple[str, str], int] = {}
+        self._refused: dict[tuple[str, str], int] = {}
 
     def _try_hold(
         self, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str, key_amount: int,
@@ -601,6 +617,14 @@ class LocalCounters:
         value = await _db_budget_spent_async(subject, window)
         self._init(self._bspent, (subject, window), value, version, ("gb", subject))
 
+    async def budget_refusal_note(self, subject: str, window: str, limit: int) -> None:
+        with self._lock:
+            self._refused[(subject, window)] = limit
+
+    def budget_refused(self, subject: str, window: str) -> int | None:
+        with self._lock:
+            return self._refused.get((subject, window))
+
     def budget_snapshot(self, subject: str, window: str) -> dict[str, int | None]:
         with self._lock:
             return {"spent": self._bspent.get((subject, window)), "held": self._bheld.get((subject, window), 0)}
@@ -674,6 +698,7 @@ class LocalCounters:
             self._kheld.clear()
             self._bspent.clear()
             self._bheld.clear()
+            self._refused.clear()
 
 
 _store: RedisCounters | LocalCounters | None = None

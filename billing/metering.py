@@ -268,6 +268,11 @@ async def meter_open(*, generation_id: str, key, bound: Bound, plugin_cost: int 
     result = await meter._hold(bound, first=True)
     if not result.ok:
         if result.reason == "budget":
+            rule, window = meter.budgets[result.budget]
+            try:
+                await counters().budget_refusal_note(rule.subject, window, rule.limit)  # shown on the guardrails page
+            except Exception:
+                logger.warning("could not note a guardrail refusal", exc_info=True)
             raise meter.guardrail_blocked(result)
         raise meter.payment_required(bound, result.reason, result.available)
     return meter
