@@ -59,7 +59,7 @@ def _member_of(organization, public_id: str):
 
 def _organization_context(request: HttpRequest, **extra) -> dict:
     dash = dashboard_context(request)
-    context = {"dash": dash, **extra}
+    context = {"dash": dash, "transfer_token": secrets.token_hex(16), **extra}  # a resubmitted form moves once
     if dash.is_organization:
         members = orgs.organization_members(organization=dash.account)
         public = gr.user_public_ids(user_ids=[m.user_id for m in members])

@@ -74,7 +74,9 @@ def organization_create(*, owner, name: str) -> Account:
     if len(name) > MAX_NAME_LENGTH:
         raise OrganizationError(f"The name must be at most {MAX_NAME_LENGTH} characters.")
     with transaction.atomic():
-        organization = Account.objects.create(owner=owner, kind=Account.Kind.ORGANIZATION, name=name)
+        organization = Account.objects.create(
+            owner=owner, kind=Account.Kind.ORGANIZATION, name=name, public_id="org_" + secrets.token_hex(12)
+        )
         Membership.objects.create(account=organization, user=owner, role=Membership.Role.ADMIN)
     return organization
 
