@@ -188,7 +188,7 @@ def activity_page(request: HttpRequest) -> HttpResponse:
         "period": period,
         "group": group,
         "periods": [("1h", "1 hour"), ("1d", "1 day"), ("1mo", "1 month"), ("1y", "1 year")],
-        "groups": [("model", "By model"), ("key", "By API key"), ("provider", "By provider")],
+        "groups": [("model", "By model"), ("key", "By API key"), ("provider", "By provider"), ("member", "By member")],
         "chart": _chart_json(chart),
         "cards": _cards(chart),
         "filters": filters,

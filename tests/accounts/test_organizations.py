@@ -246,3 +246,19 @@ def test_guardrail_pages_create_assign_and_show_state(client, team):
     assert client.get(f"/settings/guardrails/{uuid.uuid4()}").status_code == 404
     response = client.post(f"/settings/guardrails/{guardrail.id}", {"action": "assign", "key_hashes": ["0" * 64]})
     assert response.status_code == 400
+
+
+def test_activity_page_groups_by_member(client, team):
+    org = team["org"]
+    team["member_client"].post("/settings/keys", {"kind": "inference", "name": "member-key"})
+    team["member_client"].post("/settings/keys", {"kind": "inference", "name": "member-key-2"})
+    settle(account=org, api_key=ApiKey.objects.get(name="member-key"), cost=1000)
+    settle(account=org, api_key=ApiKey.objects.get(name="member-key-2"), cost=2000)
+    settle(account=org, api_key=make_key(account=org).key, cost=5000)
+    from activity.selectors import usage_chart
+
+    chart = usage_chart(account_id=org.id, period="1d", group="member")
+    spend = {s.name: sum(s.values["spend"]) for s in chart.series}
+    assert spend == {team["member"].email: 3000, team["admin"].email: 5000}
+    page = client.get("/activity?period=1d&group=member")
+    assert page.status_code == 200 and team["member"].email in page.content.decode()
