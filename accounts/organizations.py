@@ -193,6 +193,8 @@ def organization_invite_accept(*, token: str, user) -> Membership:
             raise OrganizationError("This invitation was already used.")
         if invite.expires_at <= timezone.now():
             raise OrganizationError("This invitation has expired: ask an admin for a new one.")
+        if (user.email or "").strip().lower() != invite.email:
+            raise OrganizationError(f"This invitation is for {invite.email}: sign in with that address to accept it.")
         organization = _locked(invite.account)
         if organization.closed_at is not None:
             raise OrganizationError("This organization no longer exists.")

@@ -88,6 +88,10 @@ def test_invites_work_once_expire_and_respect_the_seat_limit(client, team, setti
     signed_in_user(again)
     response = again.post(link)
     assert response.status_code == 400 and "already used" in response.content.decode()
+    # a link forwarded to someone else does not work for them
+    _post(client, "/settings/organization", action="invite", email="invited@example.com")
+    response = again.post(_invite_link("invited@example.com"))
+    assert response.status_code == 400 and "sign in with that address" in response.content.decode()
     # expired
     late = Client()
     late_user, _ = signed_in_user(late)
