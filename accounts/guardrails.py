@@ -12,6 +12,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from billing.counters import counters
+
 from . import keycache
 from .models import Account, ApiKey, Guardrail, GuardrailKeyAssignment, GuardrailMemberAssignment, Membership
 
@@ -25,8 +27,23 @@ GUARDRAIL_FIELDS = (
 )
 
 
-def _invalidate_account_after_commit(account_id: int) -> None:
-    transaction.on_commit(lambda: keycache.invalidate_account(account_id))
+def _invalidate_account_after_commit(account_id: int, *, budgets: bool = False) -> None:
+    """After commit: every process re-reads the account's keys' guardrails; with ``budgets``, the
+    budget mirrors of its keys and members are dropped too (re-read from the database), since they
+    were not kept up to date while no budget applied to them."""
+    subjects: list[str] = []
+    if budgets:
+        subjects = [f"k:{h}" for h in ApiKey.objects.filter(account_id=account_id).values_list("hash", flat=True)]
+        subjects += [f"m:{account_id}:{u}" for u in set(
+            ApiKey.objects.filter(account_id=account_id, creator_id__isnull=False).values_list("creator_id", flat=True)
+        )]
+
+    def apply() -> None:
+        if subjects:
+            counters().forget_budgets(subjects)
+        keycache.invalidate_account(account_id)
+
+    transaction.on_commit(apply)
 
 
 # --- selectors -------------------------------------------------------------------------------------
@@ -115,7 +132,7 @@ def guardrail_update(*, guardrail: Guardrail, **changes) -> Guardrail:
             setattr(guardrail, field, value)
         guardrail.updated_at = timezone.now()
         guardrail.save(update_fields=[*changes, "updated_at"])
-        _invalidate_account_after_commit(guardrail.account_id)
+        _invalidate_account_after_commit(guardrail.account_id, budgets=True)
     return guardrail
 
 
@@ -133,7 +150,7 @@ def guardrail_keys_assign(*, guardrail: Guardrail, keys: list[ApiKey], assigned_
             GuardrailKeyAssignment.objects.update_or_create(
                 api_key=key, defaults={"guardrail": guardrail, "assigned_by": assigned_by, "created_at": timezone.now()}
             )
-        _invalidate_account_after_commit(guardrail.account_id)
+        _invalidate_account_after_commit(guardrail.account_id, budgets=True)
     return len(keys)
 
 
@@ -153,7 +170,7 @@ def guardrail_members_assign(*, guardrail: Guardrail, users: list, assigned_by: 
                 user=user,
                 defaults={"guardrail": guardrail, "assigned_by": assigned_by, "created_at": timezone.now()},
             )
-        _invalidate_account_after_commit(guardrail.account_id)
+        _invalidate_account_after_commit(guardrail.account_id, budgets=True)
     return len(users)
 
 

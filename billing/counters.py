@@ -416,12 +416,22 @@ class RedisCounters:
         raw = client.get(spent)
         return {"spent": None if raw is None else int(raw), "held": sum(int(v) for v in client.hvals(held))}
 
-    def forget_budget(self, subject: str) -> None:
-        """Drop a subject's mirrored spends (re-read from the database on next use)."""
+    def forget_budgets(self, subjects: list[str]) -> None:
+        """Drop these subjects' mirrored spends (re-read from the database on next use): a budget that
+        starts applying again must not trust a mirror that was not kept while it did not apply."""
+        if not subjects:
+            return
         client = redis_clients.sync_client()
-        for name in client.scan_iter(f"{self.prefix}:gb:{subject}:*:spent"):
-            client.delete(name)
-        client.incr(f"{self.prefix}:gb:{subject}:ver")
+        wanted = set(subjects)
+        base = f"{self.prefix}:gb:"
+        for name in client.scan_iter(f"{base}*:spent", count=1000):
+            subject = name.decode()[len(base):].rsplit(":", 2)[0]
+            if subject in wanted:
+                client.delete(name)
+        with client.pipeline(transaction=False) as pipe:
+            for subject in wanted:
+                pipe.incr(f"{base}{subject}:ver")  # a load already in flight must not write back
+            pipe.execute()
 
     def _sync_script(self, source: str):
         """A script registered once on the shared synchronous client (EVALSHA, loaded on first use)."""
@@ -629,11 +639,13 @@ class LocalCounters:
         with self._lock:
             return {"spent": self._bspent.get((subject, window)), "held": self._bheld.get((subject, window), 0)}
 
-    def forget_budget(self, subject: str) -> None:
+    def forget_budgets(self, subjects: list[str]) -> None:
         with self._lock:
-            for name in [n for n in self._bspent if n[0] == subject]:
+            wanted = set(subjects)
+            for name in [n for n in self._bspent if n[0] in wanted]:
                 del self._bspent[name]
-            self._ver[("gb", subject)] = self._ver.get(("gb", subject), 0) + 1
+            for subject in wanted:
+                self._ver[("gb", subject)] = self._ver.get(("gb", subject), 0) + 1
 
     async def _load_balance(self, account_id: int) -> None:
         version = self._ver.get(("acct", account_id), 0)

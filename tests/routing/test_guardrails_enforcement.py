@@ -270,3 +270,21 @@ def test_zdr_is_per_model_group_and_any_guardrail_asking_is_enough(gateway):
     response = _ask(gateway, bundle, slug)
     assert response.status_code == 403 and "zero-data-retention" in error_of(response)["message"]
     assert "'This group'" in error_of(response)["message"]
+
+
+def test_a_budget_assigned_again_counts_what_was_spent_meanwhile(gateway):
+    slug, _ = multi_provider_model()
+    bundle = make_key(credits="1")
+    guardrail = _guardrail(bundle.account, limit=usd_to_nanos("1"), reset_interval="daily", name="Again")
+    _assign_key(guardrail, bundle)
+    assert _ask(gateway, bundle, slug).status_code == 200  # the budget's mirror is loaded and kept
+    with transaction.atomic():
+        gr.guardrail_keys_unassign(guardrail=guardrail, key_hashes=[bundle.key.hash])
+    assert _ask(gateway, bundle, slug).status_code == 200  # spent while no budget applied: the mirror missed it
+    _assign_key(guardrail, bundle)  # assigned again: the mirror is re-read, both requests count
+    assert _ask(gateway, bundle, slug).status_code == 200
+    spent = _spent(bundle)
+    assert counters().budget_snapshot(f"k:{bundle.key.hash}", limit_window("daily")) == {"spent": spent, "held": 0}
+    with transaction.atomic():
+        gr.guardrail_update(guardrail=guardrail, limit=spent)
+    assert _ask(gateway, bundle, slug).status_code == 403
