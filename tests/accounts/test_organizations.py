@@ -266,3 +266,11 @@ def test_activity_page_groups_by_member(client, team):
     assert spend == {team["member"].email: 3000, team["admin"].email: 5000}
     page = client.get("/activity?period=1d&group=member")
     assert page.status_code == 200 and team["member"].email in page.content.decode()
+
+
+def test_organization_keys_name_their_creator_in_the_api(client, team):
+    team["member_client"].post("/settings/keys", {"kind": "inference", "name": "member-key"})
+    manager = make_key(account=team["org"], management=True)
+    data = client.get("/api/v1/keys", headers=manager.headers).json()["data"]
+    by_name = {k["name"]: k for k in data}
+    assert by_name["member-key"]["creator_user_id"] == team["member_personal"].public_id
