@@ -106,7 +106,19 @@ def _page(request) -> tuple[int, int]:
 def _object(data) -> dict:
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object")
+    if _has_nul(data):
+        raise BadRequest("Strings must not contain NUL characters")
     return data
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
 
 
 def _check_workspace(account: Account, value) -> None:

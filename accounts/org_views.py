@@ -33,6 +33,11 @@ class FormError(Exception):
     pass
 
 
+def _has_nul(post) -> bool:
+    """PostgreSQL cannot store NUL characters: refuse them up front (a message, not a 500)."""
+    return any("\x00" in value for _name, values in post.lists() for value in values)
+
+
 # --- context -------------------------------------------------------------------------------------
 
 
@@ -84,7 +89,7 @@ def organization_page(request: HttpRequest) -> HttpResponse:
     dash = dashboard_context(request)
     action = request.POST.get("action", "")
     try:
-        if any("\x00" in v for v in request.POST.values()):
+        if _has_nul(request.POST):
             raise FormError("The form contains a NUL character.")
         message = _organization_action(request, dash, action)
     except (FormError, orgs.OrganizationError, TransferError) as exc:
@@ -246,7 +251,7 @@ def guardrails_page(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "accounts/guardrails.html", context)
     try:
-        if any("\x00" in v for v in request.POST.values()):
+        if _has_nul(request.POST):
             raise FormError("The form contains a NUL character.")
         fields = _guardrail_fields(request.POST)
     except FormError as exc:
@@ -281,7 +286,7 @@ def guardrail_page(request: HttpRequest, guardrail_id: str) -> HttpResponse:
         return render(request, "accounts/guardrail.html", _guardrail_context(account, guardrail))
     action = request.POST.get("action", "save")
     try:
-        if any("\x00" in v for v in request.POST.values()):
+        if _has_nul(request.POST):
             raise FormError("The form contains a NUL character.")
         if action == "save":
             gr.guardrail_update(guardrail=guardrail, **_guardrail_fields(request.POST))

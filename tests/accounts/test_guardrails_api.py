@@ -248,3 +248,11 @@ def test_member_assignments_and_organization_members(client):
     assert_error(call(client, "GET", "/organization/members", make_key(management=True)), 404)
     assert_error(call(client, "GET", "/organization/members", make_key(account=org)), 403)
     assert_error(call(client, "GET", "/organization/members?limit=101", manager), 400)
+
+
+def test_nul_characters_and_lone_surrogates_are_400(client, manager):
+    gid = create(client, manager)["id"]
+    for body in ({"name": "a\u0000b"}, {"name": "n", "allowed_models": ["x\u0000"]}):
+        assert_error(call(client, "POST", "/guardrails", manager, body), 400)
+    assert_error(call(client, "POST", f"/guardrails/{gid}/assignments/members", manager, {"member_user_ids": ["u\u0000"]}), 400)
+    assert_error(call(client, "POST", "/guardrails", manager, raw='{"name": "\\ud800"}'), 400)
