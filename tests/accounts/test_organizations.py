@@ -241,6 +241,14 @@ def test_guardrail_pages_create_assign_and_show_state(client, team):
     settle(account=org, api_key=key, cost=usd_to_nanos("0.01"))
     page = client.get(f"/settings/guardrails/{guardrail.id}").content.decode()
     assert page.count('data-testid="blocked"') == 2  # the key and the member
+    assert 'value="None"' not in page and 'value="0.01"' in page
+    response = client.post(f"/settings/guardrails/{guardrail.id}", {  # the edit form sent back as shown
+        "action": "save", "name": "Daily cap", "limit": "0.01", "reset_interval": "daily", "allowed_models": "",
+        "ignored_models": "", "allowed_providers": "", "ignored_providers": "", "enforce_zdr_openai": "on",
+    })
+    assert response.status_code == 302
+    guardrail.refresh_from_db()
+    assert guardrail.enforce_zdr_openai is True and guardrail.allowed_models is None
     for bad in ({"name": ""}, {"name": "x", "limit": "-1"}, {"name": "x", "limit": "abc"},
                 {"name": "x", "reset_interval": "hourly"}, {"name": "x", "allowed_providers": "nowhere"}):
         assert client.post("/settings/guardrails", bad).status_code == 400, bad
