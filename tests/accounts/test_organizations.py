@@ -282,3 +282,10 @@ def test_organization_keys_name_their_creator_in_the_api(client, team):
     data = client.get("/api/v1/keys", headers=manager.headers).json()["data"]
     by_name = {k["name"]: k for k in data}
     assert by_name["member-key"]["creator_user_id"] == team["member_personal"].public_id
+
+
+def test_activity_api_refuses_nul_and_malformed_filters_with_404(client):
+    manager = make_key(management=True)
+    for query in ("api_key_hash=%00", "api_key_hash=" + "a" * 63 + "%00", "user_id=user_%00x", "api_key_hash=zz"):
+        response = client.get(f"/api/v1/activity?{query}", headers=manager.headers)
+        assert response.status_code == 404, (query, response.content)
