@@ -58,8 +58,10 @@ def _invite_path(email: str) -> str:
 
 
 def test_journey_org_invite_member_key_guardrail_blocks(new_page, gateway, simulator):  # noqa: F811
+    from django.core.cache import cache
     from playwright.sync_api import expect
 
+    cache.clear()  # allauth's sign-up and confirmation-mail rate limits live in the (Redis) cache across runs
     admin = new_page()
     admin_email, admin_personal = sign_up(admin)
     member = new_page()
