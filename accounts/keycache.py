@@ -16,6 +16,8 @@ from django.conf import settings
 
 from openrouter_site.process_cache import InvalidatingCache
 
+from .guardrail_rules import GuardrailRule, guardrail_rules_for_key
+
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
@@ -33,6 +35,7 @@ class KeyInfo:
     purchased: int = 0  # nano-dollars of credits ever bought (free-model limits)
     include_byok_in_limit: bool = False  # BYOK usage counts against ``limit``
     privacy: AccountPrivacy | None = None  # the account's routing defaults (settings page)
+    guardrails: tuple[GuardrailRule, ...] = ()  # the key's guardrail and its creator's member guardrail
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ def _load(key_hash: str) -> KeyInfo | None:
             "account__zdr_only",
             "account__allowed_providers",
             "account__ignored_providers",
+            "creator_id",
         )
         .first()
     )
@@ -137,6 +141,9 @@ def _load(key_hash: str) -> KeyInfo | None:
             zdr_only=row["account__zdr_only"],
             allowed_providers=tuple(row["account__allowed_providers"] or ()),
             ignored_providers=tuple(row["account__ignored_providers"] or ()),
+        ),
+        guardrails=guardrail_rules_for_key(
+            key_id=row["id"], key_hash=key_hash, account_id=row["account_id"], creator_id=row["creator_id"]
         ),
     )
 

@@ -187,6 +187,112 @@ class AuditEntry(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.staff_name} {self.action} {self.account_id or ''}"
 
 
+class Membership(models.Model):
+    """A user's seat in an organization account (``Account.kind == organization``), with a role."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "user"], name="membership_once_per_account")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.account_id} ({self.role})"
+
+
+class Guardrail(models.Model):
+    """Budgets and model/provider rules for the keys and members it is assigned to (none until assigned).
+
+    ``limit`` is in nano-dollars per ``reset_interval`` window (UTC day, Monday-based week, month;
+    None: for ever). Allow/ignore lists are None when unset (no restriction)."""
+
+    class Interval(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="guardrails")
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=1000, null=True, blank=True)
+    limit = models.BigIntegerField(null=True, blank=True)  # nano-dollars
+    reset_interval = models.CharField(max_length=8, choices=Interval.choices, null=True, blank=True)
+    include_byok_in_budgets = models.BooleanField(default=False)
+    allowed_models = models.JSONField(null=True, blank=True)
+    ignored_models = models.JSONField(null=True, blank=True)
+    allowed_providers = models.JSONField(null=True, blank=True)
+    ignored_providers = models.JSONField(null=True, blank=True)
+    enforce_zdr_anthropic = models.BooleanField(null=True, blank=True)
+    enforce_zdr_openai = models.BooleanField(null=True, blank=True)
+    enforce_zdr_google = models.BooleanField(null=True, blank=True)
+    enforce_zdr_xai = models.BooleanField(null=True, blank=True)
+    enforce_zdr_other = models.BooleanField(null=True, blank=True)
+    enable_free_model_publication = models.BooleanField(null=True, blank=True)
+    enable_free_model_training = models.BooleanField(null=True, blank=True)
+    enable_paid_model_training = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(limit__gte=0) | models.Q(limit__isnull=True), name="guardrail_limit_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class GuardrailKeyAssignment(models.Model):
+    """A key's guardrail: at most one per key (assigning another replaces it)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    guardrail = models.ForeignKey(Guardrail, on_delete=models.CASCADE, related_name="key_assignments")
+    api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, related_name="guardrail_assignment")
+    assigned_by = models.CharField(max_length=40, null=True, blank=True)  # the assigning user's public id
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class GuardrailMemberAssignment(models.Model):
+    """A member's guardrail in an account: at most one per member (assigning another replaces it).
+    Its budget counts the spend of every key the member created in that account."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    guardrail = models.ForeignKey(Guardrail, on_delete=models.CASCADE, related_name="member_assignments")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    assigned_by = models.CharField(max_length=40, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "user"], name="guardrail_member_once_per_account")]
+
+
+class OrganizationInvite(models.Model):
+    """An invitation to join an organization by email: its link works once and expires.
+    Only the SHA-256 of the link's token is stored."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="invites")
+    email = models.EmailField()
+    role = models.CharField(max_length=8, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+
 class OAuthApp(models.Model):
     """A third-party app that asked for keys through OAuth PKCE, known by its callback's origin.
 

@@ -21,6 +21,14 @@ def workspace_id(account: Account) -> str:
     return str(uuid.uuid5(WORKSPACE_NAMESPACE, account.public_id))
 
 
+def _creator_user_id(api_key: ApiKey) -> str:
+    """Who created the key: the account's own id, or in an organization the creator's user id."""
+    if api_key.account.kind != Account.Kind.ORGANIZATION or api_key.creator_id is None:
+        return api_key.account.public_id
+    personal = Account.objects.filter(owner_id=api_key.creator_id, kind=Account.Kind.PERSONAL).order_by("id").first()
+    return personal.public_id if personal is not None else api_key.account.public_id
+
+
 def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -95,7 +103,7 @@ def key_body(api_key: ApiKey, usage: KeyUsage) -> dict:
         **_limit_fields(api_key, usage),
         "created_at": _iso(api_key.created_at),
         "updated_at": _iso(api_key.updated_at),
-        "creator_user_id": api_key.account.public_id,
+        "creator_user_id": _creator_user_id(api_key),
         "expires_at": _iso(api_key.expires_at),
         "workspace_id": workspace_id(api_key.account),
         "external_user": None,
@@ -118,7 +126,7 @@ def current_key_body(api_key: ApiKey, usage: KeyUsage, *, free_requests_used: in
         "is_free_tier": api_key.account.total_purchased == 0,
         "is_management_key": api_key.is_management,
         "is_provisioning_key": api_key.is_management,
-        "creator_user_id": api_key.account.public_id,
+        "creator_user_id": _creator_user_id(api_key),
         "expires_at": _iso(api_key.expires_at),
         "rate_limit": {"requests": -1, "interval": "1h", "note": "This field is deprecated and safe to ignore."},
         "allowed_data_regions": ["global"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 
-from .models import Account, ApiKey, ProviderKey
+from .models import Account, ApiKey, Membership, ProviderKey
 
 User = get_user_model()
 
@@ -61,3 +61,17 @@ def byok_provider_get(*, slug: str):
     from routing.models import Provider
 
     return Provider.objects.filter(slug=slug).first()
+
+
+def member_key_ids(*, account: Account, user_public_id: str) -> list[int] | None:
+    """The ids of the keys a member of ``account`` created there; None if the user is not a member
+    (the owner of a personal account is its only member)."""
+    owner = Account.objects.filter(public_id=user_public_id, kind=Account.Kind.PERSONAL).values_list("owner_id", flat=True).first()
+    if owner is None:
+        return None
+    member = owner == account.owner_id if account.kind == Account.Kind.PERSONAL else (
+        Membership.objects.filter(account=account, user_id=owner).exists()
+    )
+    if not member:
+        return None
+    return list(ApiKey.objects.filter(account=account, creator_id=owner).values_list("id", flat=True))

@@ -12,6 +12,7 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -22,6 +23,7 @@ from billing.money import MoneyError, usd_input_to_nanos
 from billing.services import account_delete as billing_account_delete
 
 from . import selectors, services
+from .context import dashboard_account, dashboard_context, dashboard_key_creator
 from .models import Account, ApiKey, ProviderKey
 
 MAX_LIMIT_USD = 1_000_000
@@ -34,8 +36,12 @@ class FormError(Exception):
     """A field the page cannot accept; shown as a message, nothing saved."""
 
 
-def _account(request: HttpRequest) -> Account:
-    return selectors.account_for_user(user=request.user) or services.account_get_or_create_personal(user=request.user)
+def _account(request: HttpRequest, *, admin: bool = False) -> Account:
+    return dashboard_account(request, admin=admin)
+
+
+def _personal(request: HttpRequest) -> Account:
+    return dashboard_context(request).personal
 
 
 def _no_nul(post) -> None:
@@ -44,10 +50,14 @@ def _no_nul(post) -> None:
         raise FormError("The form contains a NUL character.")
 
 
-def _key_of(account: Account, key_hash: str) -> ApiKey:
+def _key_of(account: Account, key_hash: str, creator=None) -> ApiKey:
+    """The account's key; a member of an organization (``creator``) reaches only their own."""
     if "\x00" in key_hash:
         raise Http404("No such API key")
-    api_key = ApiKey.objects.filter(hash=key_hash.lower()[:64], account=account).first()
+    keys = ApiKey.objects.filter(hash=key_hash.lower()[:64], account=account)
+    if creator is not None:
+        keys = keys.filter(creator=creator)
+    api_key = keys.first()
     if api_key is None:
         raise Http404("No such API key")
     return api_key
@@ -120,8 +130,11 @@ def _key_fields(post) -> dict:
 # --- API keys ------------------------------------------------------------------------------------
 
 
-def _keys_context(account: Account, **extra) -> dict:
-    keys = list(ApiKey.objects.filter(account=account).select_related("oauth_code__app").order_by("-created_at", "-id"))
+def _keys_context(account: Account, creator=None, **extra) -> dict:
+    keys = ApiKey.objects.select_related("creator", "oauth_code__app").filter(account=account).order_by("-created_at", "-id")
+    if creator is not None:  # a member of an organization sees their own keys
+        keys = keys.filter(creator=creator)
+    keys = list(keys)
     usage = key_usage_by_key(key_ids=[k.id for k in keys])
     rows = [{"key": k, "usage": usage.get(k.id, KeyUsage())} for k in keys]
     return {
@@ -136,27 +149,30 @@ def _keys_context(account: Account, **extra) -> dict:
 @require_http_methods(["GET", "POST"])
 def keys_page(request: HttpRequest) -> HttpResponse:
     account = _account(request)
+    creator = dashboard_key_creator(request)
     if request.method == "GET":
-        return render(request, "accounts/keys.html", _keys_context(account))
+        return render(request, "accounts/keys.html", _keys_context(account, creator))
     management = request.POST.get("kind") == "management"
+    if management and creator is not None:
+        raise PermissionDenied("Only organization admins can create management keys.")
     try:
         name = _name(request.POST)
         fields = {} if management else _key_fields(request.POST)
     except FormError as exc:
         messages.error(request, str(exc))
-        return render(request, "accounts/keys.html", _keys_context(account, form=request.POST), status=400)
+        return render(request, "accounts/keys.html", _keys_context(account, creator, form=request.POST), status=400)
     with transaction.atomic():
         api_key, raw = services.api_key_create(
             account=account, name=name, creator=request.user, is_management=management, **fields
         )
-    return render(request, "accounts/keys.html", _keys_context(account, new_key=api_key, new_raw=raw))
+    return render(request, "accounts/keys.html", _keys_context(account, creator, new_key=api_key, new_raw=raw))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_edit(request: HttpRequest, key_hash: str) -> HttpResponse:
     account = _account(request)
-    api_key = _key_of(account, key_hash)
+    api_key = _key_of(account, key_hash, dashboard_key_creator(request))
     if request.method == "POST":
         try:
             changes = {"name": _name(request.POST)}
@@ -175,7 +191,7 @@ def key_edit(request: HttpRequest, key_hash: str) -> HttpResponse:
 @login_required
 @require_POST
 def key_toggle(request: HttpRequest, key_hash: str) -> HttpResponse:
-    api_key = _key_of(_account(request), key_hash)
+    api_key = _key_of(_account(request), key_hash, dashboard_key_creator(request))
     with transaction.atomic():
         services.api_key_update(api_key=api_key, disabled=not api_key.disabled)
     messages.success(request, f"{api_key.name} is {'disabled' if api_key.disabled else 'enabled'}.")
@@ -185,7 +201,7 @@ def key_toggle(request: HttpRequest, key_hash: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_delete(request: HttpRequest, key_hash: str) -> HttpResponse:
-    api_key = _key_of(_account(request), key_hash)
+    api_key = _key_of(_account(request), key_hash, dashboard_key_creator(request))
     if request.method == "GET":
         return render(request, "accounts/key_delete.html", {"api_key": api_key})
     with transaction.atomic():
@@ -206,7 +222,7 @@ def _provider_slugs() -> list[tuple[str, str]]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def privacy_page(request: HttpRequest) -> HttpResponse:
-    account = _account(request)
+    account = _account(request, admin=request.method == "POST")  # members see the settings, admins change them
     providers = _provider_slugs()
     context = {"account": account, "providers": providers}
     if request.method == "GET":
@@ -253,7 +269,7 @@ def _provider_key_of(account: Account, key_id: str) -> ProviderKey:
 @login_required
 @require_http_methods(["GET", "POST"])
 def byok_page(request: HttpRequest) -> HttpResponse:
-    account = _account(request)
+    account = _account(request, admin=True)
     keys, _total = selectors.provider_key_list(account=account, limit=500)
     context = {"keys": keys, "providers": _provider_slugs()}
     if request.method == "GET":
@@ -297,7 +313,7 @@ BYOK_ACTIONS = {
 @login_required
 @require_POST
 def byok_update(request: HttpRequest, key_id: str) -> HttpResponse:
-    provider_key = _provider_key_of(_account(request), key_id)
+    provider_key = _provider_key_of(_account(request, admin=True), key_id)
     action = request.POST.get("action", "")
     if action in ("up", "down"):
         services.provider_key_move(provider_key=provider_key, up=action == "up")
@@ -313,7 +329,7 @@ def byok_update(request: HttpRequest, key_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def byok_delete(request: HttpRequest, key_id: str) -> HttpResponse:
-    services.provider_key_delete(provider_key=_provider_key_of(_account(request), key_id))
+    services.provider_key_delete(provider_key=_provider_key_of(_account(request, admin=True), key_id))
     messages.success(request, "Provider key deleted.")
     return redirect("dash-accounts:byok")
 
@@ -324,7 +340,7 @@ def byok_delete(request: HttpRequest, key_id: str) -> HttpResponse:
 @login_required
 @require_GET
 def account_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/account.html", {"account": _account(request)})
+    return render(request, "accounts/account.html", {"account": _personal(request)})  # the user's own account
 
 
 @login_required
@@ -338,7 +354,7 @@ def sessions_end(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def account_delete(request: HttpRequest) -> HttpResponse:
-    account = _account(request)
+    account = _personal(request)  # never an organization from here
     password = request.POST.get("password", "")
     if not password or len(password) > 4096 or not request.user.check_password(password):
         messages.error(request, "Enter your password to delete the account.")

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_from_request, management_key_from_request
-from accounts.selectors import api_key_get_by_hash
+from accounts.selectors import api_key_get_by_hash, member_key_ids
 from billing.money import nanos_to_usd_number
 from openrouter_site.errors import BadRequest, NotFound
 
@@ -18,6 +18,7 @@ from .content_log import InvalidToken, content_decrypt
 from .presenters import generation_body
 from .selectors import activity_by_day, generation_content_get, generation_get
 
+KEY_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
 GENERATION_ID = re.compile(r"^gen-(\d{9,11})-[A-Za-z0-9]{8,40}$")
 # A generation is written a few milliseconds after its response; wait that long for a fresh id.
 FRESH_SECONDS = 30
@@ -89,11 +90,17 @@ class ActivityApi(APIView):
         key_id = None
         key_hash = request.query_params.get("api_key_hash")
         if key_hash:
-            api_key = api_key_get_by_hash(key_hash=key_hash.lower())
+            api_key = api_key_get_by_hash(key_hash=key_hash.lower()) if KEY_HASH.match(key_hash) else None
             if api_key is None or api_key.account_id != manager.account_id:
                 raise NotFound("API key not found")
             key_id = api_key.id
-        rows = activity_by_day(account_id=manager.account_id, since=since, until=until, key_id=key_id)
+        key_ids = None
+        user_id = request.query_params.get("user_id")
+        if user_id:  # an organization member's activity: the keys they created in the account
+            key_ids = member_key_ids(account=manager.account, user_public_id=user_id[:64]) if "\x00" not in user_id else None
+            if key_ids is None:
+                raise NotFound("Member not found")
+        rows = activity_by_day(account_id=manager.account_id, since=since, until=until, key_id=key_id, key_ids=key_ids)
         return Response(
             {
                 "data": [

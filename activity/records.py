@@ -21,6 +21,7 @@ class GenerationRecord:
     created_at: dt.datetime
     held: int = 0  # nano-dollars reserved for the request on the account's balance
     key_held: int | None = None  # ... and on the key's limit, when that differs (BYOK usage in the limit)
+    budget_holds: tuple = ()  # guardrail budgets held: (subject, window, nano-dollars held) each
     cost: int = 0  # nano-dollars charged: the real cost, never capped at ``held``
     cost_prompt: int = 0
     cost_completion: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute, TruncMonth
@@ -88,13 +89,18 @@ def generation_get(*, account_id: int, generation_id: str) -> Generation | None:
     return Generation.objects.filter(account_id=account_id, id=generation_id).select_related("api_key").first()
 
 
-def activity_by_day(*, account_id: int, since: dt.date, until: dt.date, key_id: int | None = None) -> list[dict]:
-    """Per UTC day, model and provider endpoint: spend, requests and tokens (from the daily roll-ups)."""
+def activity_by_day(
+    *, account_id: int, since: dt.date, until: dt.date, key_id: int | None = None, key_ids: list[int] | None = None
+) -> list[dict]:
+    """Per UTC day, model and provider endpoint: spend, requests and tokens (from the daily roll-ups).
+    ``key_ids`` narrows to those keys (an organization member's keys)."""
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     rows = UsageDaily.objects.filter(account_id=account_id, bucket__gte=start, bucket__lt=end)
     if key_id is not None:
         rows = rows.filter(api_key_id=key_id)
+    if key_ids is not None:
+        rows = rows.filter(api_key_id__in=key_ids)
     return [
         {**row, "day": row["bucket"].date()}
         for row in rows.values("bucket", "model", "provider_name", "endpoint_id")
@@ -118,7 +124,7 @@ PERIODS = {  # period: (bucket, how many buckets)
     "1mo": ("day", 30),
     "1y": ("month", 12),
 }
-GROUPS = {"model": "model", "key": "api_key_id", "provider": "provider_name"}
+GROUPS = {"model": "model", "key": "api_key_id", "provider": "provider_name", "member": "api_key_id"}
 METRICS = ("spend", "tokens", "requests")
 MAX_SERIES = 8  # the largest groups get their own colour; the rest are summed as "Other"
 
@@ -225,6 +231,8 @@ def usage_chart(
         values["spend"][slot] += row["spend"] or 0
         values["tokens"][slot] += sum(row[f"t_{t}"] or 0 for t in tokens)
         values["requests"][slot] += row["requests"] or 0
+    if group == "member":  # by who created the key (organizations): the keys' series summed per creator
+        per_group = _by_creator(per_group)
     ordered = sorted(per_group.items(), key=lambda item: (-sum(item[1]["spend"]), -sum(item[1]["requests"]), str(item[0])))
     names = _group_names(group, [g for g, _ in ordered])
     series = [Series(name=names[g], values=v) for g, v in ordered[:MAX_SERIES]]
@@ -281,7 +289,20 @@ def past_day_usage(*, account_id: int, now: dt.datetime, key_id: int | None = No
     return {"spend": sums["spend"] or 0, "tokens": (sums["tp"] or 0) + (sums["tc"] or 0), "requests": sums["requests"] or 0}
 
 
+def _by_creator(per_key: dict) -> dict:
+    creators = dict(ApiKey.objects.filter(id__in=[k for k in per_key if k]).values_list("id", "creator_id"))
+    merged: dict = {}
+    for key_id, values in per_key.items():
+        into = merged.setdefault(creators.get(key_id), {m: [0] * len(values["spend"]) for m in METRICS})
+        for m in METRICS:
+            into[m] = [a + b for a, b in zip(into[m], values[m], strict=True)]
+    return merged
+
+
 def _group_names(group: str, values: list) -> dict:
+    if group == "member":
+        emails = dict(get_user_model().objects.filter(id__in=[v for v in values if v]).values_list("id", "email"))
+        return {v: emails.get(v, "(no key or deleted user)") for v in values}
     if group != "key":
         return {v: (v or "(unknown)") for v in values}
     names = dict(ApiKey.objects.filter(id__in=[v for v in values if v]).values_list("id", "name"))

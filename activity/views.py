@@ -18,9 +18,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from accounts.context import dashboard_account
 from accounts.models import Account, ApiKey
-from accounts.selectors import account_for_user, api_key_list
-from accounts.services import account_get_or_create_personal
+from accounts.selectors import api_key_list
 from billing.money import nanos_to_usd_number, nanos_to_usd_string
 
 from . import selectors
@@ -36,7 +36,7 @@ class BadQuery(Exception):
 
 
 def _account(request: HttpRequest) -> Account:
-    return account_for_user(user=request.user) or account_get_or_create_personal(user=request.user)
+    return dashboard_account(request)
 
 
 def _bad_request(request: HttpRequest, message: str) -> HttpResponse:
@@ -188,7 +188,7 @@ def activity_page(request: HttpRequest) -> HttpResponse:
         "period": period,
         "group": group,
         "periods": [("1h", "1 hour"), ("1d", "1 day"), ("1mo", "1 month"), ("1y", "1 year")],
-        "groups": [("model", "By model"), ("key", "By API key"), ("provider", "By provider")],
+        "groups": [("model", "By model"), ("key", "By API key"), ("provider", "By provider"), ("member", "By member")],
         "chart": _chart_json(chart),
         "cards": _cards(chart),
         "filters": filters,

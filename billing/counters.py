@@ -53,8 +53,20 @@ LOCAL_SNAPSHOT_SECONDS = 5.0
 @dataclass(frozen=True, slots=True)
 class HoldResult:
     ok: bool
-    reason: str | None  # "balance" | "key_limit"
+    reason: str | None  # "balance" | "key_limit" | "budget"
     available: int  # nano-dollars left for the check that decided
+    budget: int = -1  # for "budget": the index of the budget that refused
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetHold:
+    """One guardrail budget a request holds against: ``subject`` ("k:<key hash>" or
+    "m:<account id>:<user id>") spends in ``window`` (``limit_window``, "+byok" when BYOK usage counts)."""
+
+    subject: str
+    window: str
+    limit: int  # nano-dollars
+    amount: int  # what this hold adds
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,7 @@ class Settlement:
     charged: int
     key_held: int | None = None  # what the key's limit held and is charged, when it differs from the
     key_charged: int | None = None  # account's (BYOK usage counted in the key's limit); None = the same
+    budgets: tuple[tuple[str, str, int, int], ...] = ()  # guardrail budgets: (subject, window, held, charged)
 
 
 def limit_window(limit_reset: str | None, now: dt.datetime | None = None) -> str:
@@ -79,6 +92,19 @@ def limit_window(limit_reset: str | None, now: dt.datetime | None = None) -> str
     if limit_reset == "monthly":
         return now.strftime("m%Y%m")
     return "all"
+
+
+def window_reset_at(limit_reset: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the current window of ``limit_reset`` ends: next UTC midnight, next Monday, the 1st of next month."""
+    now = now or dt.datetime.now(dt.UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if limit_reset == "daily":
+        return day + dt.timedelta(days=1)
+    if limit_reset == "weekly":
+        return day + dt.timedelta(days=7 - day.weekday())
+    if limit_reset == "monthly":
+        return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return None
 
 
 def window_start(window: str) -> dt.datetime | None:
@@ -110,11 +136,37 @@ def _db_key_spent(key_hash: str, window: str) -> int:
     return rows.aggregate(total=Sum("cost"))["total"] or 0
 
 
+def _db_budget_spent(subject: str, window: str) -> int:
+    """What a guardrail budget's subject spent in ``window``: a key's spend, or a member's (the keys
+    they created in the account), plus BYOK usage for a ``+byok`` window."""
+    from activity.models import Generation
+
+    kind, _, rest = subject.partition(":")
+    if kind == "k":
+        return _db_key_spent(rest, window)
+    account_id, _, user_id = rest.partition(":")
+    rows = Generation.objects.filter(account_id=int(account_id), api_key__creator_id=int(user_id))
+    start = window_start(window)
+    if start is not None:
+        rows = rows.filter(created_at__gte=start)
+    if window.endswith(BYOK_WINDOW_SUFFIX):
+        totals = rows.aggregate(total=Sum("cost"), byok=Sum("upstream_cost", filter=Q(is_byok=True)))
+        return (totals["total"] or 0) + (totals["byok"] or 0)
+    return rows.aggregate(total=Sum("cost"))["total"] or 0
+
+
+def budget_spent(subject: str, window: str) -> int:
+    """What a guardrail budget's subject spent in ``window``, from the database (pages)."""
+    return _db_budget_spent(subject, window)
+
+
 _db_balance_async = in_db_thread(_db_balance)
+_db_budget_spent_async = in_db_thread(_db_budget_spent)
 _db_key_spent_async = in_db_thread(_db_key_spent)
 # A burst from an account not loaded yet shares one read of its balance (and of its key's window).
 balance_loads: SingleFlight[object, None] = SingleFlight("balance")
 key_spent_loads: SingleFlight[object, None] = SingleFlight("key window")
+budget_spent_loads: SingleFlight[object, None] = SingleFlight("guardrail budget")
 
 
 # --- Redis store ---------------------------------------------------------------------------
@@ -131,37 +183,53 @@ local function held(name)
 end
 """
 
-# KEYS: bal, held, spent, kheld ; ARGV: amount, key limit ('' = none), ttl, process, key amount
+# KEYS: bal, held, spent, kheld, then (spent, held) per guardrail budget ;
+# ARGV: amount, key limit ('' = none), ttl, process, key amount, then (limit, amount) per budget.
+# Every check passes before anything is held: a refusal holds nothing. Returns {code, available, budget}.
 _HOLD_LUA = _SUM + """
 local bal = redis.call('GET', KEYS[1])
-if not bal then return {-1, 0} end
+if not bal then return {-1, 0, 0} end
 local avail = tonumber(bal) - held(KEYS[2])
 local amount = tonumber(ARGV[1])
-if avail <= 0 or avail < amount then return {0, avail} end
+if avail <= 0 or avail < amount then return {0, avail, 0} end
 if ARGV[2] ~= '' then
   local spent = redis.call('GET', KEYS[3])
-  if not spent then return {-2, 0} end
+  if not spent then return {-2, 0, 0} end
   local kavail = tonumber(ARGV[2]) - tonumber(spent) - held(KEYS[4])
-  if kavail <= 0 or kavail < tonumber(ARGV[5]) then return {2, kavail} end
+  if kavail <= 0 or kavail < tonumber(ARGV[5]) then return {2, kavail, 0} end
+end
+local budgets = (#KEYS - 4) / 2
+for i = 1, budgets do
+  local spent = redis.call('GET', KEYS[3 + 2 * i])
+  if not spent then return {-3, 0, i} end
+  local bavail = tonumber(ARGV[4 + 2 * i]) - tonumber(spent) - held(KEYS[4 + 2 * i])
+  if bavail <= 0 or bavail < tonumber(ARGV[5 + 2 * i]) then return {3, bavail, i} end
+end
+if ARGV[2] ~= '' then
   redis.call('HINCRBY', KEYS[4], ARGV[4], ARGV[5])
   redis.call('EXPIRE', KEYS[4], ARGV[3])
 end
+for i = 1, budgets do
+  redis.call('HINCRBY', KEYS[4 + 2 * i], ARGV[4], ARGV[5 + 2 * i])
+  redis.call('EXPIRE', KEYS[4 + 2 * i], ARGV[3])
+end
 redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[1])
-return {1, avail}
+return {1, avail, 0}
 """
 
 # One call settles a whole batch (one round trip, atomic: a retry never releases a hold twice).
-# Per settlement, KEYS: bal, held, ver, spent, kheld, kver ; ARGV: charged, has_window, -held,
-# key charged, -key held ; ARGV[1] is the process. (Amounts reach Redis as the strings Python
-# sent: Lua would print large numbers as 1e+15.)
+# Per settlement, KEYS: bal, held, ver, spent, kheld, kver, then (spent, held, ver) per guardrail
+# budget ; ARGV: charged, has_window, -held, key charged, -key held, budget count, then (charged,
+# -held) per budget ; ARGV[1] is the process. (Amounts reach Redis as the strings Python sent: Lua
+# would print large numbers as 1e+15.)
 _SETTLE_LUA = """
 local process = ARGV[1]
 local function release(name, delta)
   local left = redis.call('HINCRBY', name, process, delta)
   if left == 0 then redis.call('HDEL', name, process) elseif left < 0 then redis.call('HSET', name, process, 0) end
 end
-for i = 0, #KEYS / 6 - 1 do
-  local k, a = i * 6, 1 + i * 5
+local k, a = 0, 1
+while k < #KEYS do
   if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('DECRBY', KEYS[k + 1], ARGV[a + 1]) end
   release(KEYS[k + 2], ARGV[a + 3])
   redis.call('INCR', KEYS[k + 3])
@@ -169,6 +237,14 @@ for i = 0, #KEYS / 6 - 1 do
     if redis.call('EXISTS', KEYS[k + 4]) == 1 then redis.call('INCRBY', KEYS[k + 4], ARGV[a + 4]) end
     release(KEYS[k + 5], ARGV[a + 5])
     redis.call('INCR', KEYS[k + 6])
+  end
+  local budgets = tonumber(ARGV[a + 6])
+  k, a = k + 6, a + 6
+  for _ = 1, budgets do
+    if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('INCRBY', KEYS[k + 1], ARGV[a + 1]) end
+    release(KEYS[k + 2], ARGV[a + 2])
+    redis.call('INCR', KEYS[k + 3])
+    k, a = k + 3, a + 2
   end
 end
 return 1
@@ -239,6 +315,10 @@ class RedisCounters:
         base = f"{self.prefix}:key:{key_hash}:{window}"
         return f"{base}:spent", f"{base}:held", f"{self.prefix}:key:{key_hash}:ver"
 
+    def _budget(self, subject: str, window: str) -> tuple[str, str, str]:
+        base = f"{self.prefix}:gb:{subject}"
+        return f"{base}:{window}:spent", f"{base}:{window}:held", f"{base}:ver"
+
     def _scripts(self):
         client = redis_clients.async_client()
         scripts = self._async_scripts.get(client)
@@ -249,9 +329,10 @@ class RedisCounters:
 
     async def hold(
         self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str,
-        key_amount: int | None = None,
+        key_amount: int | None = None, budgets: tuple[BudgetHold, ...] = (),
     ) -> HoldResult:
-        """Hold ``amount`` of the account's balance and ``key_amount`` (default: the same) of the key's limit."""
+        """Hold ``amount`` of the account's balance, ``key_amount`` (default: the same) of the key's limit
+        and each guardrail budget's ``amount``, all at once or none."""
         client, _hold_script, init_script = self._scripts()
         if self.beat_due():  # the settlement writer's loop keeps it alive while long requests run
             await client.set(f"{self.prefix}:proc:{self.process}", 1, ex=HEARTBEAT_TTL)
@@ -259,19 +340,24 @@ class RedisCounters:
         bal, held, ver = self._acct(account_id)
         spent, kheld, kver = self._key(key_hash, window)
         limit_arg = "" if key_limit is None else str(key_limit)
+        keys = [bal, held, spent, kheld]
+        args = [amount, limit_arg, WINDOW_TTL_SECONDS, self.process, amount if key_amount is None else key_amount]
+        for budget in budgets:
+            bspent, bheld, _bver = self._budget(budget.subject, budget.window)
+            keys += (bspent, bheld)
+            args += (budget.limit, budget.amount)
         for _ in range(5):
-            marks = balance_loads.mark(), key_spent_loads.mark()  # a load landing after these: look again
-            code, available = await redis_clients.script_client().evalsha(
-                _HOLD_LUA,
-                [bal, held, spent, kheld],
-                [amount, limit_arg, WINDOW_TTL_SECONDS, self.process, amount if key_amount is None else key_amount],
-            )
+            # a load landing after these marks: look again
+            marks = balance_loads.mark(), key_spent_loads.mark(), budget_spent_loads.mark()
+            code, available, index = await redis_clients.script_client().evalsha(_HOLD_LUA, keys, args)
             if code == 1:
                 return HoldResult(True, None, int(available))
             if code == 0:
                 return HoldResult(False, "balance", int(available))
             if code == 2:
                 return HoldResult(False, "key_limit", int(available))
+            if code == 3:
+                return HoldResult(False, "budget", int(available), budget=int(index) - 1)
             loads = []
             if code == -1:
                 loads.append(
@@ -281,6 +367,15 @@ class RedisCounters:
                 loads.append(
                     key_spent_loads.run(
                         spent, lambda: self._load_key_spent(key_hash, window, client, init_script), since=marks[1]
+                    )
+                )
+            first_missing = int(index) - 1 if code == -3 else 0
+            for budget in budgets[first_missing:]:
+                loads.append(
+                    budget_spent_loads.run(
+                        self._budget(budget.subject, budget.window)[0],
+                        lambda b=budget: self._load_budget_spent(b.subject, b.window, client, init_script),
+                        since=marks[2],
                     )
                 )
             await asyncio.gather(*loads)  # at once: a burst then retries its hold once, not twice
@@ -297,6 +392,46 @@ class RedisCounters:
         version = (await client.get(kver)) or b"0"
         value = await _db_key_spent_async(key_hash, window)
         await init_script(keys=[spent, kver], args=[value, version, WINDOW_TTL_SECONDS])
+
+    async def _load_budget_spent(self, subject: str, window: str, client, init_script) -> None:
+        spent, _held, ver = self._budget(subject, window)
+        version = (await client.get(ver)) or b"0"
+        value = await _db_budget_spent_async(subject, window)
+        await init_script(keys=[spent, ver], args=[value, version, WINDOW_TTL_SECONDS])
+
+    async def budget_refusal_note(self, subject: str, window: str, limit: int) -> None:
+        """Remember that the budget refused a request in ``window`` at ``limit`` (the guardrails page)."""
+        client, _hold, _init = self._scripts()
+        await client.set(f"{self.prefix}:gb:{subject}:{window}:refused", limit, ex=WINDOW_TTL_SECONDS)
+
+    def budget_refused(self, subject: str, window: str) -> int | None:
+        """The limit at which the budget last refused a request in ``window``, None if it did not."""
+        raw = redis_clients.sync_client().get(f"{self.prefix}:gb:{subject}:{window}:refused")
+        return None if raw is None else int(raw)
+
+    def budget_snapshot(self, subject: str, window: str) -> dict[str, int | None]:
+        """A budget's mirrored spend (None: not loaded) and running holds (pages, tests)."""
+        client = redis_clients.sync_client()
+        spent, held, _ver = self._budget(subject, window)
+        raw = client.get(spent)
+        return {"spent": None if raw is None else int(raw), "held": sum(int(v) for v in client.hvals(held))}
+
+    def forget_budgets(self, subjects: list[str]) -> None:
+        """Drop these subjects' mirrored spends (re-read from the database on next use): a budget that
+        starts applying again must not trust a mirror that was not kept while it did not apply."""
+        if not subjects:
+            return
+        client = redis_clients.sync_client()
+        wanted = set(subjects)
+        base = f"{self.prefix}:gb:"
+        for name in client.scan_iter(f"{base}*:spent", count=1000):
+            subject = name.decode()[len(base):].rsplit(":", 2)[0]
+            if subject in wanted:
+                client.delete(name)
+        with client.pipeline(transaction=False) as pipe:
+            for subject in wanted:
+                pipe.incr(f"{base}{subject}:ver")  # a load already in flight must not write back
+            pipe.execute()
 
     def _sync_script(self, source: str):
         """A script registered once on the shared synchronous client (EVALSHA, loaded on first use)."""
@@ -323,7 +458,11 @@ class RedisCounters:
                 -item.held,
                 item.charged if item.key_charged is None else item.key_charged,
                 -(item.held if item.key_held is None else item.key_held),
+                len(item.budgets),
             )
+            for subject, budget_window, budget_held, budget_charged in item.budgets:
+                keys += self._budget(subject, budget_window)
+                args += (budget_charged, -budget_held)
         if keys:
             self._sync_script(_SETTLE_LUA)(keys=keys, args=args)
 
@@ -394,28 +533,44 @@ class LocalCounters:
         self._ver: dict[object, int] = {}
         self._spent: dict[tuple[str, str], int] = {}
         self._kheld: dict[tuple[str, str], int] = {}
+        self._bspent: dict[tuple[str, str], int] = {}
+        self._bheld: dict[tuple[str, str], int] = {}
+        self._refused: dict[tuple[str, str], int] = {}
 
     def _try_hold(
-        self, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str, key_amount: int
-    ) -> tuple[int, int]:
+        self, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str, key_amount: int,
+        budgets: tuple[BudgetHold, ...] = (),
+    ) -> tuple[int, int, int]:
         with self._lock:
             entry = self._bal.get(account_id)
             held = self._held.get(account_id, 0)
             if entry is None or (held == 0 and time.monotonic() - entry[1] > LOCAL_SNAPSHOT_SECONDS):
-                return -1, 0
+                return -1, 0, 0
             available = entry[0] - held
             if available <= 0 or available < amount:
-                return 0, available
+                return 0, available, 0
             if key_limit is not None:
                 spent = self._spent.get((key_hash, window))
                 if spent is None:
-                    return -2, 0
+                    return -2, 0, 0
                 kavail = key_limit - spent - self._kheld.get((key_hash, window), 0)
                 if kavail <= 0 or kavail < key_amount:
-                    return 2, kavail
+                    return 2, kavail, 0
+            for index, budget in enumerate(budgets, start=1):
+                name = (budget.subject, budget.window)
+                spent = self._bspent.get(name)
+                if spent is None:
+                    return -3, 0, index
+                bavail = budget.limit - spent - self._bheld.get(name, 0)
+                if bavail <= 0 or bavail < budget.amount:
+                    return 3, bavail, index
+            if key_limit is not None:
                 self._kheld[(key_hash, window)] = self._kheld.get((key_hash, window), 0) + key_amount
+            for budget in budgets:
+                name = (budget.subject, budget.window)
+                self._bheld[name] = self._bheld.get(name, 0) + budget.amount
             self._held[account_id] = held + amount
-            return 1, available
+            return 1, available, 0
 
     def _init(self, store: dict, name, value: int, expected: int, version_key) -> None:
         with self._lock:
@@ -428,18 +583,22 @@ class LocalCounters:
 
     async def hold(
         self, *, account_id: int, amount: int, key_hash: str, key_limit: int | None, window: str,
-        key_amount: int | None = None,
+        key_amount: int | None = None, budgets: tuple[BudgetHold, ...] = (),
     ) -> HoldResult:
         key_amount = amount if key_amount is None else key_amount
         for _ in range(5):
-            marks = balance_loads.mark(), key_spent_loads.mark()
-            code, available = self._try_hold(account_id, amount, key_hash, key_limit, window, key_amount)
+            marks = balance_loads.mark(), key_spent_loads.mark(), budget_spent_loads.mark()
+            code, available, index = self._try_hold(
+                account_id, amount, key_hash, key_limit, window, key_amount, budgets
+            )
             if code == 1:
                 return HoldResult(True, None, available)
             if code == 0:
                 return HoldResult(False, "balance", available)
             if code == 2:
                 return HoldResult(False, "key_limit", available)
+            if code == 3:
+                return HoldResult(False, "budget", available, budget=index - 1)
             loads = []
             if code == -1:
                 loads.append(
@@ -451,8 +610,42 @@ class LocalCounters:
                         ("local", key_hash, window), lambda: self._load_key_spent(key_hash, window), since=marks[1]
                     )
                 )
+            for budget in budgets:
+                if (budget.subject, budget.window) not in self._bspent:
+                    loads.append(
+                        budget_spent_loads.run(
+                            ("local", budget.subject, budget.window),
+                            lambda b=budget: self._load_budget_spent(b.subject, b.window),
+                            since=marks[2],
+                        )
+                    )
             await asyncio.gather(*loads)
         raise RuntimeError("credit counters did not settle after 5 tries")
+
+    async def _load_budget_spent(self, subject: str, window: str) -> None:
+        version = self._ver.get(("gb", subject), 0)
+        value = await _db_budget_spent_async(subject, window)
+        self._init(self._bspent, (subject, window), value, version, ("gb", subject))
+
+    async def budget_refusal_note(self, subject: str, window: str, limit: int) -> None:
+        with self._lock:
+            self._refused[(subject, window)] = limit
+
+    def budget_refused(self, subject: str, window: str) -> int | None:
+        with self._lock:
+            return self._refused.get((subject, window))
+
+    def budget_snapshot(self, subject: str, window: str) -> dict[str, int | None]:
+        with self._lock:
+            return {"spent": self._bspent.get((subject, window)), "held": self._bheld.get((subject, window), 0)}
+
+    def forget_budgets(self, subjects: list[str]) -> None:
+        with self._lock:
+            wanted = set(subjects)
+            for name in [n for n in self._bspent if n[0] in wanted]:
+                del self._bspent[name]
+            for subject in wanted:
+                self._ver[("gb", subject)] = self._ver.get(("gb", subject), 0) + 1
 
     async def _load_balance(self, account_id: int) -> None:
         version = self._ver.get(("acct", account_id), 0)
@@ -479,6 +672,12 @@ class LocalCounters:
                     key_held = item.held if item.key_held is None else item.key_held
                     self._kheld[name] = self._kheld.get(name, 0) - key_held
                     self._ver[("key", item.key_hash)] = self._ver.get(("key", item.key_hash), 0) + 1
+                for subject, budget_window, budget_held, budget_charged in item.budgets:
+                    name = (subject, budget_window)
+                    if name in self._bspent:
+                        self._bspent[name] += budget_charged
+                    self._bheld[name] = self._bheld.get(name, 0) - budget_held
+                    self._ver[("gb", subject)] = self._ver.get(("gb", subject), 0) + 1
 
     def adjust(self, *, account_id: int, delta: int) -> None:
         with self._lock:
@@ -509,6 +708,9 @@ class LocalCounters:
             self._ver.clear()
             self._spent.clear()
             self._kheld.clear()
+            self._bspent.clear()
+            self._bheld.clear()
+            self._refused.clear()
 
 
 _store: RedisCounters | LocalCounters | None = None

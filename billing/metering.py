@@ -26,11 +26,11 @@ import threading
 from dataclasses import dataclass
 
 from activity.records import GenerationRecord
-from openrouter_site.errors import PaymentRequired
+from openrouter_site.errors import Forbidden, PaymentRequired
 
 from . import money
 from .byok import BYOK_FEE_PERCENT, byok_fee, byok_request_count_incr
-from .counters import BYOK_WINDOW_SUFFIX, counters, limit_window
+from .counters import BYOK_WINDOW_SUFFIX, BudgetHold, counters, limit_window, window_reset_at
 from .pricing import Cost, Usage, usage_cost, worst_case_cost
 from .settlement import settlement_flush, settlement_submit, writer
 
@@ -72,7 +72,7 @@ class Meter:
 
     __slots__ = (
         "generation_id", "account_id", "account_public_id", "key_hash", "key_limit", "window", "counts_byok",
-        "training_discount", "plugin_cost", "site_url", "held", "key_held", "closed",
+        "training_discount", "plugin_cost", "site_url", "held", "key_held", "closed", "budgets", "budget_held",
     )
 
     def __init__(self, *, generation_id: str, key, plugin_cost: int, site_url: str) -> None:
@@ -91,11 +91,23 @@ class Meter:
         self.held = 0
         self.key_held = 0
         self.closed = False
+        # Guardrail budgets (the key's, its creator's as a member): (rule, window), each held independently.
+        self.budgets = tuple(
+            (rule, limit_window(rule.reset_interval) + (BYOK_WINDOW_SUFFIX if rule.include_byok else ""))
+            for rule in getattr(key, "guardrails", ())
+            if rule.limit is not None
+        )
+        self.budget_held = [0] * len(self.budgets)
 
     # --- holds ---------------------------------------------------------------------------------
 
     def worst_case(self, bound: Bound) -> tuple[int, int]:
         """(the account's, the key's) worst case for ``bound``, plugin fees included."""
+        account, with_byok = self._worst_cases(bound)
+        return account, with_byok if self.counts_byok else account
+
+    def _worst_cases(self, bound: Bound) -> tuple[int, int]:
+        """(the account's worst case, the same with BYOK usage counted at list price)."""
         list_price = worst_case_cost(
             bound.endpoint,
             prompt_tokens=bound.prompt_tokens,
@@ -104,23 +116,63 @@ class Meter:
         if not bound.is_byok:
             return list_price + self.plugin_cost, list_price + self.plugin_cost
         fee = money.percent_of(list_price, BYOK_FEE_PERCENT) + 1  # rounded half up: one more covers it
-        return fee + self.plugin_cost, fee + self.plugin_cost + (list_price if self.counts_byok else 0)
+        return fee + self.plugin_cost, fee + self.plugin_cost + list_price
 
     async def _hold(self, bound: Bound, *, first: bool = False):
-        """Hold what ``bound`` needs beyond what is held (the first hold always asks: a balance at or
-        below zero refuses even a free request). None when nothing more was needed."""
-        needed, key_needed = self.worst_case(bound)
+        """Hold what ``bound`` needs beyond what is held, on the balance, the key's limit and every
+        guardrail budget at once (the first hold always asks: a balance at or below zero, or a spent
+        budget, refuses even a free request). None when nothing more was needed."""
+        account, with_byok = self._worst_cases(bound)
+        needed, key_needed = account, (with_byok if self.counts_byok else account)
         extra, key_extra = max(needed - self.held, 0), max(key_needed - self.key_held, 0)
-        if not first and not extra and not key_extra:
+        budget_extra = [
+            max((with_byok if rule.include_byok else account) - held, 0)
+            for (rule, _window), held in zip(self.budgets, self.budget_held, strict=True)
+        ]
+        if not first and not extra and not key_extra and not any(budget_extra):
             return None
+        asked = [i for i, amount in enumerate(budget_extra) if first or amount]
         result = await counters().hold(
             account_id=self.account_id, amount=extra, key_hash=self.key_hash, key_limit=self.key_limit,
             window=self.window or "all", key_amount=key_extra,
+            budgets=tuple(
+                BudgetHold(
+                    subject=self.budgets[i][0].subject, window=self.budgets[i][1],
+                    limit=self.budgets[i][0].limit, amount=budget_extra[i],
+                )
+                for i in asked
+            ),
         )
         if result.ok:
             self.held += extra
             self.key_held += key_extra
+            for i in asked:
+                self.budget_held[i] += budget_extra[i]
+        elif result.reason == "budget":
+            return dataclasses.replace(result, budget=asked[result.budget])
         return result
+
+    def guardrail_blocked(self, result) -> Forbidden:
+        """The 403 for a request a guardrail's budget cannot cover: which guardrail, and why."""
+        rule, window = self.budgets[result.budget]
+        limit_usd = money.nanos_to_price_string(rule.limit)
+        used_usd = money.nanos_to_price_string(max(rule.limit - result.available, 0))
+        period = {"daily": "daily", "weekly": "weekly", "monthly": "monthly"}.get(rule.reset_interval, "total")
+        resets_at = window_reset_at(rule.reset_interval)
+        whose = "this API key" if rule.subject.startswith("k:") else "this member"
+        when = f"; it resets at {resets_at.isoformat().replace('+00:00', 'Z')}" if resets_at else ""
+        return Forbidden(
+            f"Guardrail '{rule.name}' blocked this request: the {period} budget of ${limit_usd} for {whose} "
+            f"is exhausted (${used_usd} spent or held, and this request may cost more than what is left){when}",
+            metadata={
+                "guardrail_id": rule.id,
+                "guardrail_name": rule.name,
+                "reason": "budget_exceeded",
+                "limit_usd": money.nanos_to_usd_number(rule.limit),
+                "reset_interval": rule.reset_interval,
+                "resets_at": resets_at.isoformat().replace("+00:00", "Z") if resets_at else None,
+            },
+        )
 
     async def extend(self, bound: Bound) -> bool:
         """Before a later attempt: make the hold cover its worst case. False: the credits do not."""
@@ -191,6 +243,10 @@ class Meter:
             dataclasses.replace(
                 record,
                 key_window=self.window,
+                budget_holds=tuple(
+                    (rule.subject, window, held)
+                    for (rule, window), held in zip(self.budgets, self.budget_held, strict=True)
+                ),
                 held=self.held,
                 key_held=self.key_held if self.key_held != self.held else None,
                 cost=charge.charged if charge is not None else 0,
@@ -211,6 +267,13 @@ async def meter_open(*, generation_id: str, key, bound: Bound, plugin_cost: int 
     writer.ensure_started()  # its loop keeps this process's heartbeat alive while requests run
     result = await meter._hold(bound, first=True)
     if not result.ok:
+        if result.reason == "budget":
+            rule, window = meter.budgets[result.budget]
+            try:
+                await counters().budget_refusal_note(rule.subject, window, rule.limit)  # shown on the guardrails page
+            except Exception:
+                logger.warning("could not note a guardrail refusal", exc_info=True)
+            raise meter.guardrail_blocked(result)
         raise meter.payment_required(bound, result.reason, result.available)
     return meter
 

@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.context import dashboard_account
 from accounts.models import Account
-from accounts.selectors import account_for_user
-from accounts.services import account_get_or_create_personal, account_settings_update
+from accounts.services import account_settings_update
 from activity.selectors import usage_daily_rows
 from openrouter_site.errors import ApiError, NotFound, error_response
 
@@ -33,7 +33,8 @@ logger = logging.getLogger("openrouter.billing")
 
 
 def _account(request: HttpRequest) -> Account:
-    return account_for_user(user=request.user) or account_get_or_create_personal(user=request.user)
+    """The dashboard's account; in an organization only its admins see and move its money."""
+    return dashboard_account(request, admin=True)
 
 
 def _json_errors(view):

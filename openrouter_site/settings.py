@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context.dashboard",  # the personal/organization switcher (issue 12)
             ],
         },
     },
@@ -257,6 +258,9 @@ GATEWAY_FIRST_BYTE_TIMEOUT = float(os.environ.get("GATEWAY_FIRST_BYTE_TIMEOUT", 
 GATEWAY_READ_TIMEOUT = float(os.environ.get("GATEWAY_READ_TIMEOUT", "120"))
 # How long an API key's lookup is cached in each process (seconds); changes invalidate at once.
 GATEWAY_KEY_CACHE_SECONDS = float(os.environ.get("GATEWAY_KEY_CACHE_SECONDS", "30"))
+# Organizations (issue 12): seats per organization, and how long an invitation link works.
+ORGANIZATION_MAX_MEMBERS = int(os.environ.get("ORGANIZATION_MAX_MEMBERS", "10"))
+ORGANIZATION_INVITE_HOURS = int(os.environ.get("ORGANIZATION_INVITE_HOURS", "72"))
 # How long the in-memory catalog snapshot lives before it is re-read (seconds).
 GATEWAY_CATALOG_CACHE_SECONDS = float(os.environ.get("GATEWAY_CATALOG_CACHE_SECONDS", "30"))
 # Settlement writer: flush every N seconds or M generations, whichever comes first.

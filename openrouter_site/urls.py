@@ -16,6 +16,7 @@ urlpatterns = [
     path("", activity_views.home, name="home"),
     path("", include("activity.page_urls")),
     path("", include("accounts.page_urls")),
+    path("", include("accounts.org_urls")),
     path("", include("routing.page_urls")),
     path("", include("billing.page_urls")),
     path("", include("presets.page_urls")),

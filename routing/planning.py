@@ -18,6 +18,7 @@ from accounts.keycache import AccountPrivacy, KeyInfo, key_info
 from openrouter_site.errors import BadRequest
 
 from .catalog_cache import CatalogSnapshot, EndpointEntry, ModelEntry, catalog, model_lookup
+from .guardrails import guardrails_apply
 from .plugins import enabled_plugin
 from .routers import auto_route, free_route, has_images
 from .selection import (
@@ -181,8 +182,10 @@ async def plan_request(
         if all(m.slug != model.slug for m in models):
             models.append(model)
     models = _with_modalities(models, body, kind)
-    preferences = with_account_privacy(preferences_parse(body.get("provider"), route=body.get("route")),
-                                       await key_info(key_hash))
+    key = await key_info(key_hash)
+    if key is not None and key.guardrails:
+        models = guardrails_apply(models, key.guardrails)
+    preferences = with_account_privacy(preferences_parse(body.get("provider"), route=body.get("route")), key)
     sticky_key = conversation_key(account_id=account_id, model=models[0].slug, body=body, session_id=session_id)
     sticky_id = await sticky_get(sticky_key) if not preferences.order and _may_stick(models, session_id) else None
     route = plan_route(

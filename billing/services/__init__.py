@@ -40,10 +40,13 @@ from .topup import (
     auto_topup_pause,
     auto_topup_resume,
 )
+from .transfers import TransferError, credits_transfer
 from .webhook_events import webhook_event_process, webhook_event_record
 
 __all__ = [
     "LOT_LIFETIME",
+    "TransferError",
+    "credits_transfer",
     "REFUND_WINDOW",
     "CardPayment",
     "account_delete",

@@ -182,10 +182,17 @@ def settlements_of(record: GenerationRecord, *, charged: bool = True) -> list[Se
     byok = record.upstream_cost if charged and record.is_byok else 0
     window = record.key_window
     with_byok = window is not None and window.endswith(BYOK_WINDOW_SUFFIX)
+    budgets = []
+    for subject, budget_window, budget_held in record.budget_holds:
+        budget_byok = budget_window.endswith(BYOK_WINDOW_SUFFIX)
+        budgets.append((subject, budget_window, budget_held, cost + byok if budget_byok else cost))
+        if cost + byok:  # the other variant of the window is kept current too (the flag may be switched)
+            other = budget_window.removesuffix(BYOK_WINDOW_SUFFIX) if budget_byok else budget_window + BYOK_WINDOW_SUFFIX
+            budgets.append((subject, other, 0, cost if budget_byok else cost + byok))
     items = [
         Settlement(
             account_id=record.account_id, key_hash=record.key_hash, window=window, held=record.held, charged=cost,
-            key_held=record.key_held, key_charged=cost + byok if with_byok else cost,
+            key_held=record.key_held, key_charged=cost + byok if with_byok else cost, budgets=tuple(budgets),
         )
     ]
     if window is not None and cost + byok:

@@ -62,7 +62,8 @@ class Call(CallState):
                 self._log_content()
 
     def _hold_release(self) -> None:
-        if self.meter is not None and not self.meter.closed and (self.meter.held or self.meter.key_held):
+        meter = self.meter
+        if meter is not None and not meter.closed and (meter.held or meter.key_held or any(meter.budget_held)):
             self.settle(None, None, finish="error", native=None, charge=None)  # releases the hold
 
     async def _run(self) -> None:

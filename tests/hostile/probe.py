@@ -159,7 +159,10 @@ def messages_body(model: str) -> dict:
     }
 
 
-def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, key_id: int = 0) -> list[Route]:
+def routes(
+    *, key_hash: str, byok_id: str, account_id: int, purchase_id: int, key_id: int = 0,
+    guardrail_id: str = "00000000-0000-4000-8000-000000000000",
+) -> list[Route]:
     """Every route of the platform, with real ids filled in. Add new pages and endpoints here."""
     api = "/api/v1"
     chats = [chat_body(model) for model in CHAT_MODELS]
@@ -321,6 +324,38 @@ def routes(*, key_hash: str, byok_id: str, account_id: int, purchase_id: int, ke
               body={"callback_url": "https://probe.example/cb", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
                     "code_challenge_method": "S256", "limit": 1, "usage_limit_type": "daily",
                     "expires_at": "2999-01-01T00:00:00Z", "key_label": "probe"}),
+        # Organizations and guardrails (issue 12)
+        Route(f"{api}/guardrails", ("GET", "POST"), auth="management", query=("offset", "limit", "workspace_id"),
+              body={"name": "probe", "limit_usd": 1, "reset_interval": "daily", "allowed_providers": ["openai"],
+                    "enforce_zdr_openai": True, "include_byok_in_budgets": False}),
+        Route(f"{api}/guardrails/{guardrail_id}", ("GET", "PATCH"), auth="management",
+              body={"name": "probe", "limit_usd": 2, "ignored_models": ["openai/gpt-4o-mini"]}),
+        Route(f"{api}/guardrails/{guardrail_id}/assignments/keys", ("GET", "POST"), auth="management",
+              query=("offset", "limit"), body={"key_hashes": [key_hash]}),
+        Route(f"{api}/guardrails/{guardrail_id}/assignments/keys/remove", ("POST",), auth="management",
+              body={"key_hashes": [key_hash]}),
+        Route(f"{api}/guardrails/{guardrail_id}/assignments/members", ("GET", "POST"), auth="management",
+              query=("offset", "limit"), body={"member_user_ids": ["user_probe"]}),
+        Route(f"{api}/guardrails/{guardrail_id}/assignments/members/remove", ("POST",), auth="management",
+              body={"member_user_ids": ["user_probe"]}),
+        Route(f"{api}/guardrails/assignments/keys", auth="management", query=("offset", "limit")),
+        Route(f"{api}/guardrails/assignments/members", auth="management", query=("offset", "limit")),
+        Route(f"{api}/guardrails/{HUGE_ID}", ("GET", "PATCH"), auth="management", body={"name": "x"}),
+        Route(f"{api}/organization/members", auth="management", query=("offset", "limit")),
+        Route(f"{api}/activity", auth="management", query=("user_id",)),
+        Route("/settings/organization", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"action": "transfer", "amount": "1", "token": "probe"}),
+        Route("/settings/organization", ("POST",), api=False, auth="session", form=True,
+              body={"action": "create", "name": "Probe org"}),
+        Route("/settings/context", ("POST",), api=False, auth="session", form=True, body={"account": "personal"}),
+        Route("/organizations/invite/probe-token", ("GET", "POST"), api=False, auth="session", form=True),
+        Route("/settings/guardrails", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"name": "probe", "limit": "1", "reset_interval": "daily", "allowed_providers": "openai"}),
+        Route(f"/settings/guardrails/{guardrail_id}", ("GET", "POST"), api=False, auth="session", form=True,
+              body={"action": "save", "name": "probe", "limit": "1", "reset_interval": "weekly"}),
+        Route(f"/settings/guardrails/{guardrail_id}", ("POST",), api=False, auth="session", form=True,
+              body={"action": "assign", "key_hashes": key_hash}),
+        Route(f"/settings/guardrails/{HUGE_ID}", api=False, auth="session"),
     ]
 
 

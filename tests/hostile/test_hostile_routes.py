@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from accounts.guardrails import guardrail_create
 from accounts.services import provider_key_create
 from billing.models import Purchase
 from routing.models import Provider
@@ -30,8 +31,9 @@ def identities() -> tuple[Identities, dict]:
     purchase = Purchase.objects.create(account=bundle.account, method="card", credits=10**10, fee=0, total_cents=1000)
     byok = provider_key_create(account=bundle.account, provider=Provider.objects.get(slug="openai"),
                                key="sk-probe-0123456789", name="probe")
+    guardrail = guardrail_create(account=bundle.account, name="probed")
     ids = {"key_hash": patched.key.hash, "byok_id": str(byok.id), "account_id": bundle.account.id,
-           "purchase_id": purchase.id, "key_id": patched.key.id}
+           "purchase_id": purchase.id, "key_id": patched.key.id, "guardrail_id": str(guardrail.id)}
     return Identities(key=bundle.raw, management=manager.raw, session_cookie=client.cookies["sessionid"].value), ids
 
 

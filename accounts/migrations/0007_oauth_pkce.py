@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_account_privacy'),
+        ('accounts', '0006_organizations_and_guardrails'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
