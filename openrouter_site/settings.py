@@ -121,7 +121,12 @@ REDIS_ASYNC_POOL_SIZE = int(os.environ.get("REDIS_ASYNC_POOL_SIZE", "64"))  # ho
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        # A consumer waits on the layer with a blocking pop of up to 5 s (channels_redis); redis-py 8's default
+        # 5 s socket timeout cut those reads, killing every socket quiet for 5 s (a long chatroom answer).
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+        }
     }
     CELERY_BROKER_URL = REDIS_URL
 else:

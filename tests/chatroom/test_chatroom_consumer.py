@@ -131,6 +131,22 @@ def test_trusted_origin_is_accepted(catalog, settings):
     asyncio.run(run())
 
 
+def test_a_socket_quiet_for_longer_than_the_layers_blocking_read_stays_usable(catalog):
+    """The Redis channel layer waits on a 5 s blocking pop; its reads must not time out (redis-py 8's
+    default socket timeout is 5 s too: every quiet socket died after 5 s, a long answer with it)."""
+    headers, _account = session_headers()
+
+    async def run():
+        ws = await connect(headers)
+        await asyncio.sleep(7)
+        await ws.send_to(text_data="not json")
+        frame = await ws.receive_json_from(timeout=10)
+        assert frame["type"] == "error" and frame["error"]["code"] == 400
+        await ws.disconnect()
+
+    asyncio.run(run())
+
+
 # --- fan-out and exact billing -------------------------------------------------------------------------
 
 
