@@ -63,6 +63,18 @@ def byok_provider_get(*, slug: str):
     return Provider.objects.filter(slug=slug).first()
 
 
+def member_choices(*, account: Account) -> list[tuple[str, str]]:
+    """An organization's members as (their personal account's public id, email), for a member filter;
+    empty for a personal account (its owner is its only member)."""
+    if account.kind != Account.Kind.ORGANIZATION:
+        return []
+    users = Membership.objects.filter(account=account).order_by("created_at", "id").values_list("user_id", "user__email")
+    public_ids = dict(
+        Account.objects.filter(owner_id__in=[u for u, _ in users], kind=Account.Kind.PERSONAL).values_list("owner_id", "public_id")
+    )
+    return [(public_ids[u], email) for u, email in users if u in public_ids]
+
+
 def member_key_ids(*, account: Account, user_public_id: str) -> list[int] | None:
     """The ids of the keys a member of ``account`` created there; None if the user is not a member
     (the owner of a personal account is its only member)."""

@@ -183,6 +183,7 @@ def _sums(rows, *, cost: str, tokens: tuple[str, ...], requests: str | None):
 def usage_chart(
     *, account_id: int, period: str, group: str, now: dt.datetime | None = None,
     key_id: int | None = None, model: str | None = None, provider: str | None = None,
+    key_ids: tuple[int, ...] | None = None,
 ) -> UsageChart:
     """Spend, tokens and requests per bucket and group over a period.
 
@@ -205,6 +206,8 @@ def usage_chart(
         if key_id is not None:
             filters["api_key_id"] = key_id
         time_field, tokens, requests = "bucket", ("tokens_prompt", "tokens_completion"), "requests"
+    if key_ids is not None:  # an organization member's keys
+        filters["api_key_id__in"] = key_ids
     if model:
         filters["model"] = model
     if provider:
@@ -358,6 +361,7 @@ class LogFilters:
     model: str = ""
     provider: str = ""
     key_id: int | None = None
+    key_ids: tuple[int, ...] | None = None  # an organization member's keys (the member filter)
     since: dt.datetime | None = None
     until: dt.datetime | None = None  # exclusive
     status: str = ""  # "" | "ok" | "error" | "cancelled"
@@ -379,6 +383,8 @@ def generations_page(
         rows = rows.filter(provider_name=filters.provider)
     if filters.key_id is not None:
         rows = rows.filter(api_key_id=filters.key_id)
+    if filters.key_ids is not None:
+        rows = rows.filter(api_key_id__in=filters.key_ids)
     if filters.since is not None:
         rows = rows.filter(created_at__gte=filters.since)
     if filters.until is not None:

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.context import dashboard_account
 from accounts.models import Account, ApiKey
-from accounts.selectors import api_key_list
+from accounts.selectors import api_key_list, member_choices, member_key_ids
 from billing.money import nanos_to_usd_number, nanos_to_usd_string
 
 from . import selectors
@@ -109,10 +109,18 @@ def _log_filters(query, account: Account) -> tuple[selectors.LogFilters, ApiKey 
         raise BadQuery("'since' must not be after 'until'")
     if since and until and (until - since).days > MAX_RANGE_DAYS:
         raise BadQuery("the date range is too long")
+    key_ids = None
+    member = _text(query, "member")
+    if member:  # an organization member: the keys they created in this account
+        found = member_key_ids(account=account, user_public_id=member) if "\x00" not in member else None
+        if found is None:
+            raise BadQuery("'member' is not a member of this account")
+        key_ids = tuple(found)
     filters = selectors.LogFilters(
         model=_text(query, "model"),
         provider=_text(query, "provider"),
         key_id=api_key.id if api_key else None,
+        key_ids=key_ids,
         since=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC) if since else None,
         until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) if until else None,
         status=_choice(query, "status", ("", *selectors.STATUSES), ""),
@@ -174,7 +182,7 @@ def activity_page(request: HttpRequest) -> HttpResponse:
         return _bad_request(request, str(exc))
     chart = selectors.usage_chart(
         account_id=account.id, period=period, group=group, key_id=filters.key_id,
-        model=filters.model or None, provider=filters.provider or None,
+        model=filters.model or None, provider=filters.provider or None, key_ids=filters.key_ids,
     )
     rows = selectors.generations_page(account_id=account.id, filters=filters, before=before, limit=LOG_PAGE + 1)
     query = request.GET.copy()
@@ -194,6 +202,7 @@ def activity_page(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "selected_key": api_key,
         "keys": api_key_list(account=account),
+        "members": member_choices(account=account),
         "choices": selectors.usage_filter_choices(account_id=account.id),
         "statuses": selectors.STATUSES,
         "rows": [log_row(g) for g in rows],
@@ -230,7 +239,7 @@ def activity_export(request: HttpRequest) -> HttpResponse:
         return HttpResponse(str(exc), status=400, content_type="text/plain")
     chart = selectors.usage_chart(
         account_id=account.id, period=period, group=group, key_id=filters.key_id,
-        model=filters.model or None, provider=filters.provider or None,
+        model=filters.model or None, provider=filters.provider or None, key_ids=filters.key_ids,
     )
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="activity-{period}-by-{group}.csv"'

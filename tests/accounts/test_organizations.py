@@ -276,6 +276,29 @@ def test_activity_page_groups_by_member(client, team):
     assert page.status_code == 200 and team["member"].email in page.content.decode()
 
 
+def test_activity_page_filters_by_member(client, team):
+    org = team["org"]
+    team["member_client"].post("/settings/keys", {"kind": "inference", "name": "member-key"})
+    member_gen = settle(account=org, api_key=ApiKey.objects.get(name="member-key"), cost=1000)
+    admin_gen = settle(account=org, api_key=make_key(account=org).key, cost=5000)
+    page = client.get("/activity?period=1d")
+    html = page.content.decode()
+    assert page.status_code == 200 and 'name="member"' in html and team["member"].email in html
+    both = client.get("/activity?period=1d").content.decode()
+    assert member_gen in both and admin_gen in both
+    only = client.get(f"/activity?period=1d&member={team['member_personal'].public_id}").content.decode()
+    assert member_gen in only and admin_gen not in only
+    export = client.get(f"/activity/export.csv?period=1d&group=key&member={team['member_personal'].public_id}")
+    assert export.status_code == 200 and "0.000001" in export.content.decode() and "0.000005" not in export.content.decode()
+    # Not a member of this organization (another account's user, or nobody): a message, not a 500.
+    outsider_client = Client()
+    _outsider, outsider_personal = signed_in_user(outsider_client)
+    for member in (outsider_personal.public_id, "user_nobody", "user_%00x"):
+        assert client.get(f"/activity?period=1d&member={member}").status_code == 400
+    # A personal account has no member filter.
+    assert 'name="member"' not in outsider_client.get("/activity?period=1d").content.decode()
+
+
 def test_organization_keys_name_their_creator_in_the_api(client, team):
     team["member_client"].post("/settings/keys", {"kind": "inference", "name": "member-key"})
     manager = make_key(account=team["org"], management=True)

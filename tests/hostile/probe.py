@@ -226,10 +226,10 @@ def routes(
         Route(f"{api}/byok/{HUGE_ID}", auth="management"),
         # The dashboard's pages (issue 8).
         Route("/activity", api=False, auth="session",
-              query=("period", "group", "model", "provider", "key", "since", "until", "status", "before")),
-        Route("/activity/log", api=False, auth="session", query=("model", "provider", "key", "since", "until",
+              query=("period", "group", "model", "provider", "key", "since", "until", "member", "status", "before")),
+        Route("/activity/log", api=False, auth="session", query=("model", "provider", "key", "since", "until", "member",
                                                                  "status", "before", "after")),
-        Route("/activity/export.csv", api=False, auth="session", query=("period", "group", "since", "until")),
+        Route("/activity/export.csv", api=False, auth="session", query=("period", "group", "since", "until", "member")),
         Route("/activity/generations/gen-probe-unknown", api=False, auth="session"),
         Route("/settings/keys", ("GET", "POST"), api=False, auth="session", form=True,
               body={"name": "probe", "limit": "1", "limit_reset": "daily", "expires_at": "2999-01-01",
