@@ -27,7 +27,7 @@ from openrouter_site.errors import ApiError, BadRequest
 
 from ..request_parsing import InferenceRequest, parse_chat
 from ..streaming import StreamState
-from ..tokens import prompt_tokens_upper_bound
+from ..tokens import prompt_tokens_estimate
 
 FORMAT = "anthropic-claude-v1"  # reasoning_details written by (and given back to) Anthropic providers
 ROLES = ("user", "assistant", "system")
@@ -472,15 +472,13 @@ def messages_parse(body: dict, default_model: str) -> InferenceRequest:
 
 
 def input_tokens_count(body: dict) -> int:
-    """``count_tokens``: an upper bound (the one credit holds use) of the prompt, system and tools included."""
+    """``count_tokens``: the prompt as a provider would count it, system, tools and earlier thinking included
+    (close to a real tokenizer and rarely below it: an undercount makes Claude Code compact too late, a
+    fourfold overcount, the byte bound holds use, made it compact far too early)."""
     if not isinstance(body.get("model"), str) or not body["model"].strip():
         raise BadRequest("'model' is required: a non-empty string")
     counted = {key: body[key] for key in ("messages", "system", "tools", "tool_choice", "thinking") if key in body}
-    chat = chat_body(counted | {"model": body["model"]})
-    thinking = sum(
-        len(message.get("reasoning", "").encode()) for message in chat["messages"] if message["role"] == "assistant"
-    )
-    return prompt_tokens_upper_bound(chat) + thinking
+    return prompt_tokens_estimate(chat_body(counted | {"model": body["model"]}))
 
 
 # --- the response -------------------------------------------------------------------------------
