@@ -2,8 +2,8 @@
 
 The request path never waits for the database. It hands a GenerationRecord to
 ``settlement_submit`` (a queue append) and moves on; a background thread in the
-same process writes whatever has queued up every ``SETTLEMENT_FLUSH_SECONDS`` (longer under
-load, see ``WRITER_CPU_RATIO``; or at once at ``SETTLEMENT_BATCH_SIZE`` records) in one transaction through
+same process writes whatever has queued up every ``SETTLEMENT_FLUSH_SECONDS`` (or
+``SETTLEMENT_BATCH_SIZE`` records) in one transaction through
 ``billing.services.ledger.generations_settle``, which charges the ledger, stores the
 generations and then releases the holds. A failed batch is retried (the holds
 stay in place meanwhile, so nothing can be overspent); a generation is charged
@@ -35,8 +35,6 @@ from .services.ledger import generations_settle, settlements_of
 
 logger = logging.getLogger("openrouter.settlement")
 ONE_BY_ONE_AFTER = 3  # consecutive batch failures before records are written one at a time
-WRITER_CPU_RATIO = 20  # the writer's pause is at least 20x the CPU its last batch took (<= 5% of a core)
-MAX_PAUSE = 0.1  # seconds: the longest a finished generation waits to be written (holds stay meanwhile)
 
 
 class SettlementWriter:
@@ -69,9 +67,8 @@ class SettlementWriter:
         interval = settings.SETTLEMENT_FLUSH_SECONDS
         failures = 0
         store = counters()
-        pause = interval
         while True:
-            self._wake.wait(pause if failures == 0 else min(5.0, interval * 2**failures))
+            self._wake.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
             self._wake.clear()
             if hasattr(store, "heartbeat") and store.beat_due():
                 try:
@@ -82,17 +79,11 @@ class SettlementWriter:
             if not self._queue:
                 continue
             try:
-                spent = time.thread_time()
                 if failures >= ONE_BY_ONE_AFTER:
                     self._write_one_by_one()
                 else:
                     self._write_once()
                 failures = 0
-                # A batch costs about the same CPU however few records it holds, and this thread shares
-                # the GIL with the event loop: under load, wait long enough that writing takes at most
-                # 1/WRITER_CPU_RATIO of the time (bigger batches), never longer than MAX_PAUSE.
-                spent = time.thread_time() - spent
-                pause = min(MAX_PAUSE, max(interval, spent * WRITER_CPU_RATIO))
             except Exception:
                 failures += 1
                 logger.exception("settlement batch failed (%s in a row); will retry", failures)
