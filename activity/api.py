@@ -25,6 +25,18 @@ FRESH_SECONDS = 30
 WAIT_SECONDS = 2.0
 
 
+def _fresh_get(match, load):
+    """``load()``; for a generation id minted in the last ``FRESH_SECONDS``, retried for up to
+    ``WAIT_SECONDS`` while its record may still be on its way to the database."""
+    found = load()
+    if found is None and time.time() - int(match.group(1)) < FRESH_SECONDS:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            found = load()
+    return found
+
+
 class GenerationApi(APIView):
     def get(self, request):
         api_key = api_key_from_request(request)
@@ -34,12 +46,7 @@ class GenerationApi(APIView):
         match = GENERATION_ID.match(generation_id)
         if match is None:
             raise NotFound(f"Generation {generation_id} not found")
-        generation = generation_get(account_id=api_key.account_id, generation_id=generation_id)
-        if generation is None and time.time() - int(match.group(1)) < FRESH_SECONDS:
-            deadline = time.monotonic() + WAIT_SECONDS
-            while generation is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-                generation = generation_get(account_id=api_key.account_id, generation_id=generation_id)
+        generation = _fresh_get(match, lambda: generation_get(account_id=api_key.account_id, generation_id=generation_id))
         if generation is None:
             raise NotFound(f"Generation {generation_id} not found")
         return Response({"data": generation_body(generation)})
@@ -57,12 +64,9 @@ class GenerationContentApi(APIView):
         match = GENERATION_ID.match(generation_id)
         if match is None:
             raise NotFound(f"Generation {generation_id[:80]} not found")
-        stored = generation_content_get(account_id=api_key.account_id, generation_id=generation_id)
-        if stored is None and time.time() - int(match.group(1)) < FRESH_SECONDS:
-            deadline = time.monotonic() + WAIT_SECONDS
-            while stored is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-                stored = generation_content_get(account_id=api_key.account_id, generation_id=generation_id)
+        stored = _fresh_get(
+            match, lambda: generation_content_get(account_id=api_key.account_id, generation_id=generation_id)
+        )
         if stored is None:
             raise NotFound(f"No stored content for generation {generation_id} (prompt logging was off, or it expired)")
         try:
