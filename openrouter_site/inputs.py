@@ -9,6 +9,9 @@ else:
   numbers that overflow a double (``1e999``) and nesting past 1024 levels; then the value must
   not be nested deeper than ``MAX_JSON_DEPTH``, so that whatever we build from it can always be
   written back (orjson's writer stops at 255 levels) and walked without recursion limits.
+* The DRF views' bodies (every one of them is stored: keys, BYOK, guardrails, presets, orgs)
+  must not hold a NUL character in any string, key or value, at any depth: PostgreSQL's text and
+  jsonb columns cannot store it. The gateway's own bodies are not stored as text and keep it.
 * Integer query parameters are ASCII digits only (``int("²")`` raises, ``"٣".isdigit()`` holds)
   within explicit bounds, so nothing larger than a 64-bit column ever reaches the database.
 """
@@ -59,6 +62,22 @@ def json_loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: str =
     if json_depth_exceeds(value, max_depth):
         raise InvalidJson(f"Invalid JSON in {what}: nested deeper than {max_depth} levels")
     return value
+
+
+def json_has_nul(value: Any) -> bool:
+    """Whether any string in ``value`` (object keys included) holds a NUL character (iterative)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def body_size_check(size: int | None, limit: int) -> None:
@@ -113,7 +132,11 @@ class JsonParser(BaseParser):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = b"" if stream is None else stream.read() if limit is None else stream.read(limit + 1)
         body_size_check(len(raw), limit if limit is not None else len(raw))
-        return json_loads(raw)
+        value = json_loads(raw)
+        # JSON can only spell NUL as an escape, so a body without one needs no walk.
+        if b"\\u0000" in raw and json_has_nul(value):
+            raise BadRequest("Strings in the request body must not contain NUL (\\u0000) characters")
+        return value
 
 
 class BodyLimit:

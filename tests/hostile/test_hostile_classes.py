@@ -244,6 +244,34 @@ def test_lone_surrogates_are_a_400(gateway):
     assert ApiKey.objects.filter(account=bundle.account).count() == 2
 
 
+def test_nul_characters_anywhere_in_a_stored_body_are_a_400_and_nothing_changes(gateway):
+    """PostgreSQL cannot store NUL: every DRF body is refused whole, whatever the field or depth
+    (CI once found a 500 from a NUL in a BYOK credential's name, sent by PATCH)."""
+    manager = make_key(management=True)
+    created = httpx.post(f"{gateway.api}/byok", json={"provider": "openai", "key": "sk-real", "name": "ok"},
+                         headers=manager.headers)
+    assert created.status_code == 201, created.text
+    byok_id = created.json()["data"]["id"]
+    bodies = [
+        ("post", "/keys", b'{"name": "a\\u0000b"}'),
+        ("post", "/keys", b'{"name": "n", "\\u0000": 1}'),
+        ("patch", f"/byok/{byok_id}", b'{"name": "bad\\u0000"}'),
+        ("patch", f"/byok/{byok_id}", b'{"allowed_user_ids": ["\\t", "x\\u0000"]}'),
+        ("patch", f"/byok/{byok_id}", b'{"name": "n", "extra": {"deep": [[{"k": "\\u0000"}]]}}'),
+        ("post", "/guardrails", b'{"name": "g\\u0000"}'),
+        ("post", "/byok", b'{"provider": "openai", "key": "sk-\\u0000"}'),
+    ]
+    for method, path, raw in bodies:
+        response = httpx.request(method.upper(), f"{gateway.api}{path}", content=raw,
+                                 headers={**manager.headers, "Content-Type": "application/json"}, timeout=30)
+        assert "NUL" in envelope(response, 400), (method, path)
+    # An escaped backslash before "u0000" is ordinary text, not a NUL.
+    fine = httpx.patch(f"{gateway.api}/byok/{byok_id}", content=b'{"name": "a\\\\u0000"}',
+                       headers={**manager.headers, "Content-Type": "application/json"})
+    assert fine.status_code == 200 and fine.json()["data"]["name"] == "a\\u0000", fine.text
+    assert ApiKey.objects.filter(account=manager.account).count() == 1  # no key was half-made
+
+
 def test_bodies_over_the_limit_are_a_413_in_the_envelope_on_every_endpoint(gateway, settings):
     bundle = make_key(credits="1")
     manager = make_key(account=bundle.account, management=True)
