@@ -157,6 +157,15 @@ def _search_result_part(block: dict, where: str) -> dict:
     return _text_part(f"{block['title']} ({block['source']})\n" + "\n".join(texts), _cache_control(block, where))
 
 
+# The content blocks a user turn and a tool result share, each to its chat content part.
+CONTENT_PARTS = {
+    "text": _text_block,
+    "image": _image_part,
+    "document": _document_part,
+    "search_result": _search_result_part,
+}
+
+
 def _block(block: Any, where: str) -> str:
     if not isinstance(block, dict) or not isinstance(block.get("type"), str):
         raise BadRequest(f"{where} must be an object with a string 'type'")
@@ -178,14 +187,8 @@ def _tool_result_message(block: dict, where: str) -> dict:
         for index, inner in enumerate(content):
             at = f"{where}.content[{index}]"
             kind = _block(inner, at)
-            if kind == "text":
-                parts.append(_text_block(inner, at))
-            elif kind == "image":
-                parts.append(_image_part(inner, at))
-            elif kind == "document":
-                parts.append(_document_part(inner, at))
-            elif kind == "search_result":
-                parts.append(_search_result_part(inner, at))
+            if kind in CONTENT_PARTS:
+                parts.append(CONTENT_PARTS[kind](inner, at))
             elif kind == "tool_reference":
                 _string(inner.get("tool_name"), f"{at}.tool_name")
                 parts.append(_text_part(f"Tool: {inner['tool_name']}", None))
@@ -211,14 +214,8 @@ def _user_messages(content: list, where: str) -> list[dict]:
         kind = _block(block, at)
         if kind not in USER_BLOCKS:
             raise BadRequest(f"{at}.type '{kind}' is not allowed in a user message (one of: {', '.join(USER_BLOCKS)})")
-        if kind == "text":
-            parts.append(_text_block(block, at))
-        elif kind == "image":
-            parts.append(_image_part(block, at))
-        elif kind == "document":
-            parts.append(_document_part(block, at))
-        elif kind == "search_result":
-            parts.append(_search_result_part(block, at))
+        if kind in CONTENT_PARTS:
+            parts.append(CONTENT_PARTS[kind](block, at))
         else:
             tools.append(_tool_result_message(block, at))
     if parts:

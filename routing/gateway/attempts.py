@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,7 +25,7 @@ from ..planning import Attempt
 from ..plugins.compression import compress_middle_out, compression_wanted
 from ..plugins.file_parser import has_file_parts, parse_files, requested_engine
 from ..providers import adapter_for
-from ..providers.base import TranslationError, UpstreamRequest
+from ..providers.base import InvalidResponse, TranslationError, UpstreamRequest
 from ..tokens import prompt_tokens_upper_bound, sent_prompt_tokens_upper_bound
 from .state import CallState
 
@@ -216,6 +217,23 @@ async def upstream_open(prepared: Prepared) -> aiohttp.ClientResponse:
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 500 or prepared.attempt.is_byok,
         )
     return response
+
+
+async def upstream_json(prepared: Prepared, parse: Callable[[bytes], dict]) -> dict:
+    """Send a prepared attempt and read its whole answer through ``parse`` (an adapter's parser);
+    a dropped connection or an answer the parser refuses is an ``AttemptFailed`` (502)."""
+    response = await upstream_open(prepared)
+    try:
+        payload = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        upstream.read_failed(exc)
+        raise AttemptFailed(502, "Provider connection dropped") from None
+    finally:
+        response.release()
+    try:
+        return parse(payload)
+    except InvalidResponse as exc:
+        raise AttemptFailed(502, str(exc) or "Provider returned an invalid response") from None
 
 
 def all_failed(call: CallState, failures: list[AttemptFailed]) -> ApiError:

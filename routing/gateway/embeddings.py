@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
-
 from billing.metering import Usage
 from billing.money import nanos_to_usd_number
 
-from .. import upstream
-from ..providers.base import InvalidResponse, count
+from ..providers.base import count
 from ..tokens import estimate_tokens
-from .attempts import AttemptFailed, Prepared, upstream_open
+from .attempts import Prepared, upstream_json
 from .state import CallState
 
 
@@ -33,18 +30,7 @@ class EmbeddingsResponder:
 
     async def serve(self, prepared: Prepared, started: float) -> None:
         call, attempt, adapter = self.call, prepared.attempt, prepared.adapter
-        response = await upstream_open(prepared)
-        try:
-            payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            upstream.read_failed(exc)
-            raise AttemptFailed(502, "Provider connection dropped") from None
-        finally:
-            response.release()
-        try:
-            data = adapter.parse_embeddings(payload)
-        except InvalidResponse as exc:
-            raise AttemptFailed(502, str(exc) or "Provider returned an invalid response") from None
+        data = await upstream_json(prepared, adapter.parse_embeddings)
         call.attempt_log(attempt, 200, started)
         answered = time.monotonic()
         usage = Usage(prompt_tokens=_prompt_tokens(data.get("usage"), call.request.body.get("input")))

@@ -19,11 +19,10 @@ from billing.metering import Charge, Usage
 
 from .. import upstream
 from ..plugins.web_search import annotations_for
-from ..providers.base import InvalidResponse
 from ..shapes import usage_body, usage_from_provider
 from ..streaming import StreamState, error_choice
 from ..tokens import estimate_prompt_tokens
-from .attempts import AttemptFailed, Prepared, upstream_open
+from .attempts import AttemptFailed, Prepared, upstream_json, upstream_open
 from .state import DONE, CallState, ClientGone
 
 SSE_HEADERS = [
@@ -46,18 +45,7 @@ class JsonResponder:
 
     async def serve(self, prepared: Prepared, started: float) -> None:
         call, attempt, adapter = self.call, prepared.attempt, prepared.adapter
-        response = await upstream_open(prepared)
-        try:
-            payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            upstream.read_failed(exc)
-            raise AttemptFailed(502, "Provider connection dropped") from None
-        finally:
-            response.release()
-        try:
-            data = adapter.parse_response(payload)
-        except InvalidResponse as exc:
-            raise AttemptFailed(502, str(exc) or "Provider returned an invalid response") from None
+        data = await upstream_json(prepared, adapter.parse_response)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise AttemptFailed(502, "Provider returned an invalid response")
