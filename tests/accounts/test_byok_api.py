@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from accounts.models import ProviderKey
 from accounts.presenters import workspace_id
 from routing.models import Provider
 from tests.factories import KeyBundle, make_key
+from tests.management_api import assert_error, call
 from tests.openapi import validate_request, validate_response
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,29 +33,12 @@ def manager() -> KeyBundle:
     return make_key(management=True, name="manager")
 
 
-def call(client, method: str, path: str, auth: KeyBundle | None = None, body=None, raw: str | None = None):
-    headers = dict(auth.headers) if auth else {}
-    kwargs = {}
-    if body is not None or raw is not None:
-        kwargs = {"data": raw if raw is not None else json.dumps(body), "content_type": "application/json"}
-    return getattr(client, method.lower())(f"/api/v1{path}", headers=headers, **kwargs)
-
-
 def create(client, manager: KeyBundle, **body) -> dict:
     body = {"provider": "openai", "key": OPENAI_KEY, **body}
     response = call(client, "POST", "/byok", manager, body)
     assert response.status_code == 201, response.content
     validate_response("/byok", "post", 201, response.json())
     return response.json()["data"]
-
-
-def assert_error(response, status: int, message: str | None = None) -> str:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == status
-    if message is not None:
-        assert body["error"]["message"] == message
-    return body["error"]["message"]
 
 
 def raw_row(key_id: str) -> dict:

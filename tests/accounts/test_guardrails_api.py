@@ -3,7 +3,6 @@ validation, assignment semantics (a key holds one guardrail) and isolation betwe
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from accounts.organizations import organization_create, organization_member_add
 from accounts.services import user_get_or_create
 from routing.models import Provider
 from tests.factories import KeyBundle, make_account, make_key
+from tests.management_api import assert_error, call
 from tests.openapi import validate_request, validate_response
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,21 +27,6 @@ def providers():
 @pytest.fixture
 def manager() -> KeyBundle:
     return make_key(management=True, name="manager")
-
-
-def call(client, method: str, path: str, auth: KeyBundle | None = None, body=None, raw: str | None = None):
-    headers = dict(auth.headers) if auth else {}
-    kwargs = {}
-    if body is not None or raw is not None:
-        kwargs = {"data": raw if raw is not None else json.dumps(body), "content_type": "application/json"}
-    return getattr(client, method.lower())(f"/api/v1{path}", headers=headers, **kwargs)
-
-
-def assert_error(response, status: int) -> str:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == status
-    return body["error"]["message"]
 
 
 def create(client, manager, **body) -> dict:
