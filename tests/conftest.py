@@ -41,6 +41,29 @@ def _drop_other_connections(django_db_blocker) -> None:
         )
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test file; fails (in CI) or skips without it."""
+    from tests.browser import CHROMIUM, LAUNCH_ARGS, REQUIRED
+
+    if CHROMIUM is None:
+        message = "no chromium binary on PATH (apt-get install chromium); the browser tests need it"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright import sync_api
+
+    # Playwright's sync API marks its event loop as running in this thread between calls, and Django refuses
+    # ORM calls under a running loop: allow them while the browser is up (the tests' own DB checks and the
+    # per-test flush). The variable is process-wide, so the live server's thread is not checked either
+    # meanwhile; the pages are sync Django views, which Django runs in threads anyway.
+    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield launched
+        launched.close()
+
+
 @pytest.fixture
 def catalog(transactional_db):
     """The shipped catalog, loaded through load_catalog."""

@@ -14,13 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import os
 import re
 import secrets
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -28,20 +25,17 @@ import pytest
 
 from accounts.models import ApiKey
 from billing.money import usd_to_nanos
+from tests.browser import REQUIRED, SCREENSHOTS
 from tests.factories import make_account
 from tests.routing.test_chat_completions import multi_provider_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
 PASSWORD = "a-long-passphrase-for-tests"
 PHONE = {"width": 390, "height": 844}
 
 if not REQUIRED:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-from playwright import sync_api  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 
@@ -109,19 +103,6 @@ class ThirdPartyApp:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        if REQUIRED:
-            pytest.fail("no chromium binary on PATH")
-        pytest.skip("no chromium binary on PATH (apt-get install chromium)")
-    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # see tests/billing/test_credits_browser.py
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

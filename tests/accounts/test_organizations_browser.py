@@ -28,7 +28,6 @@ from tests.dashboard.test_dashboard_browser import (  # noqa: F401 (fixtures)
     DESKTOP,
     PHONE,
     SCREENSHOTS,
-    browser,
     create_key,
     new_page,
     sign_up,

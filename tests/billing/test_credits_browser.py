@@ -11,10 +11,7 @@ missing browser fails them instead.
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -23,42 +20,19 @@ from accounts.selectors import account_for_user
 from billing.models import BillingProfile, Purchase
 from billing.money import usd_to_nanos
 from billing.selectors import ledger_drift, purchase_drift
+from tests.browser import REQUIRED, SCREENSHOTS
 from tests.localstripe_process import CARD_OK
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
 WAIT_MS = 15_000  # the longest the webhook is waited for (it usually arrives in ~1 s); other waits: expect's 5 s
 PASSWORD = "a-long-passphrase-for-tests"
 _emails = itertools.count(1)
 
-REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"  # CI: a missing browser fails instead of skipping
 
 if not REQUIRED:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-from playwright import sync_api  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        message = "no chromium binary on PATH (apt-get install chromium); the browser tests need it"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
-    # Playwright's sync API marks its event loop as running in this thread between calls, and Django refuses
-    # ORM calls under a running loop: allow them while the browser is up (the tests' own DB checks and the
-    # per-test flush). The variable is process-wide, so the live server's thread is not checked either
-    # meanwhile; the pages used here are sync Django views, which Django runs in threads anyway.
-    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -10,52 +10,29 @@ import → it is back → the activity page lists the requests as "Chatroom". Sc
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from activity.models import Generation
 from billing.selectors import ledger_drift
 from billing.settlement import settlement_flush
+from tests.browser import REQUIRED, SCREENSHOTS
 from tests.chatroom.test_chatroom_consumer import paid_models
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
 PASSWORD = "a-long-passphrase-for-tests"
 WAIT_MS = 20_000
-REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"
 
 if not REQUIRED:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-from playwright import sync_api  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        if REQUIRED:
-            pytest.fail("no chromium binary on PATH")
-        pytest.skip("no chromium binary on PATH (apt-get install chromium)")
-    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # see tests/billing/test_credits_browser.py
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
@@ -27,42 +25,22 @@ from activity.selectors import rollups_drift
 from billing.money import nanos_to_usd_string
 from billing.selectors import ledger_drift
 from billing.settlement import settlement_flush
+from tests.browser import REQUIRED, SCREENSHOTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
 PASSWORD = "a-long-passphrase-for-tests"
 WAIT_MS = 15_000
-REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"
 _emails = itertools.count(1)
 
 if not REQUIRED:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-from playwright import sync_api  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 from tests.billing.test_credits_browser import verify_email  # noqa: E402
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        if REQUIRED:
-            pytest.fail("no chromium binary on PATH")
-        pytest.skip("no chromium binary on PATH (apt-get install chromium)")
-    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # see tests/billing/test_credits_browser.py
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -8,44 +8,22 @@ is a message and saves nothing; another account's preset is a 404. Screenshots a
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import httpx
 import pytest
 
 from presets.models import Preset, PresetVersion
+from tests.browser import REQUIRED, SCREENSHOTS
 from tests.factories import make_account, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
-REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"
 PASSWORD = "a-long-passphrase-for-tests"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 if not REQUIRED:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-from playwright import sync_api  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        message = "no chromium binary on PATH (apt-get install chromium); the browser tests need it"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
-    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # see tests/billing/test_credits_browser.py
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
