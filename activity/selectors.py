@@ -11,6 +11,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute, TruncMonth
 
 from accounts.models import ApiKey
+from openrouter_site.sql import ids_present
 
 from .models import Generation, UsageDaily, UsageHourly
 
@@ -270,6 +271,11 @@ def generations_recent(*, account_id: int, limit: int = 20) -> list[Generation]:
     return list(
         Generation.objects.filter(account_id=account_id).select_related("api_key").order_by("-created_at")[:limit]
     )
+
+
+def generation_ids_stored(*, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored already (the settlement writer's idempotency check)."""
+    return ids_present(table=Generation._meta.db_table, column="id", ids=ids)
 
 
 def generation_account_id(*, generation_id: str) -> int | None:

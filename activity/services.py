@@ -17,6 +17,7 @@ import orjson
 from django.db import connection, transaction
 
 from accounts.models import ApiKey
+from openrouter_site.sql import ids_present, rows_insert
 
 from .models import Generation, GenerationContent, UsageDaily, UsageHourly
 from .records import GenerationRecord
@@ -38,12 +39,7 @@ def generations_insert(*, records: Sequence[GenerationRecord]) -> int:
     while its request ran is stored as no key. String columns are clipped to their lengths."""
     if not records:
         return 0
-    live_keys = set(
-        ApiKey.objects.filter(id__in={r.api_key_id for r in records if r.api_key_id}).values_list("id", flat=True)
-    )
-    table = Generation._meta.db_table
-    placeholders = ", ".join(["%s"] * len(GENERATION_COLUMNS))
-    sql = f"INSERT INTO {table} ({', '.join(GENERATION_COLUMNS)}) VALUES ({placeholders})"
+    live_keys = ids_present(table=ApiKey._meta.db_table, column="id", ids=sorted({r.api_key_id for r in records if r.api_key_id}))
     adapt = connection.ops.adapt_datetimefield_value
     rows = [
         (
@@ -58,8 +54,7 @@ def generations_insert(*, records: Sequence[GenerationRecord]) -> int:
         )
         for r in records
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    rows_insert(table=Generation._meta.db_table, columns=GENERATION_COLUMNS, rows=rows)
     rollups_apply(rows=records, live_keys=live_keys)  # the same transaction: roll-ups stay exact
     return len(rows)
 
@@ -130,37 +125,17 @@ def rollups_apply(*, rows: Iterable[GenerationLike], live_keys: set[int] | None 
     return len(hourly) + len(daily)
 
 
-UPSERT_CHUNK = 5000  # rows per statement
-PG_TYPES = ("bigint", "timestamptz", "text", "text", "bigint", "bigint", *["bigint"] * len(SUMS))
-
-
 def _upsert(table: str, sums: dict[tuple, list[int]]) -> None:
-    """Add ``sums`` to the roll-up rows, inserting the missing ones, in a fixed key order.
-
-    PostgreSQL: one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE`` per chunk (a
-    few parameters whatever the row count; keys are unique within a chunk). Others: executemany.
-    """
-    if not sums:
-        return
-    columns = (*KEYS, *SUMS)
+    """Add ``sums`` to the roll-up rows, inserting the missing ones, in a fixed key order: one
+    ``INSERT ... VALUES ... ON CONFLICT DO UPDATE`` (keys are unique, so no row is hit twice).
+    A settlement batch is usually a row or two per table: scalar parameters, no arrays to dump."""
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUMS)
-    conflict = ", ".join(KEYS)
     ordered = sorted(sums.items(), key=lambda item: (item[0][0], item[0][1], *item[0][2:]))
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{t}[]" for t in PG_TYPES)
-            sql = (
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-            )
-            for first in range(0, len(ordered), UPSERT_CHUNK):
-                rows = [(*key, *values) for key, values in ordered[first:first + UPSERT_CHUNK]]
-                cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
-            return
-        adapt = connection.ops.adapt_datetimefield_value
-        placeholders = ", ".join(["%s"] * len(columns))
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-        cursor.executemany(sql, [(key[0], adapt(key[1]), *key[2:], *values) for key, values in ordered])
+    adapt = connection.ops.adapt_datetimefield_value
+    rows_insert(
+        table=table, columns=(*KEYS, *SUMS), rows=[(key[0], adapt(key[1]), *key[2:], *values) for key, values in ordered],
+        suffix=f"ON CONFLICT ({', '.join(KEYS)}) DO UPDATE SET {updates}",
+    )
 
 
 def rollups_rebuild(*, account_id: int) -> int:

@@ -11,14 +11,15 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account
-from activity.models import Generation
 from activity.records import GenerationRecord
+from activity.selectors import generation_ids_stored
 from activity.services import generations_insert
+from openrouter_site.sql import rows_insert
 
 from .. import money
 from ..counters import BYOK_WINDOW_SUFFIX, Settlement, counters, holds_release
@@ -94,19 +95,28 @@ def credits_grant(
 
 def lots_consume(*, account_id: int, amount: int) -> int:
     """Take ``amount`` from the account's lots, oldest first. Call inside a transaction that
-    holds the account row lock. Returns what could not be taken (0 when lots cover it)."""
+    holds the account row lock. Returns what could not be taken (0 when lots cover it).
+
+    Plain SQL (two statements when one lot covers it): the settlement writer calls it for every
+    batch, and the ORM's query building cost several times the statements themselves."""
     left = amount
-    lots = (
-        CreditLot.objects.select_for_update()
-        .filter(account_id=account_id, remaining__gt=0, expired_at__isnull=True)
-        .order_by("created_at", "id")
-    )
-    for lot in lots:
-        if left <= 0:
-            break
-        take = min(lot.remaining, left)
-        CreditLot.objects.filter(id=lot.id).update(remaining=F("remaining") - take)
-        left -= take
+    lots = CreditLot._meta.db_table
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, remaining FROM {lots} WHERE account_id = %s AND remaining > 0 AND expired_at IS NULL "
+            f"ORDER BY created_at, id{lock}",
+            [account_id],
+        )
+        takes = []
+        for lot_id, remaining in cursor.fetchall():
+            if left <= 0:
+                break
+            take = min(remaining, left)
+            takes.append((take, lot_id))
+            left -= take
+        for take, lot_id in takes:
+            cursor.execute(f"UPDATE {lots} SET remaining = remaining - %s WHERE id = %s", [take, lot_id])
     if left:
         logger.warning("account %s: usage of %s nano-dollars exceeded its credit lots (balance below zero)", account_id, left)
     return left
@@ -123,17 +133,16 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
         return 0
     ids = [r.id for r in records]
     with transaction.atomic():
-        done = set(Generation.objects.filter(id__in=ids).values_list("id", flat=True))
+        done = generation_ids_stored(ids=ids)
         fresh = [r for r in records if r.id not in done]
         by_account: dict[int, list[GenerationRecord]] = defaultdict(list)
         for record in fresh:
             by_account[record.account_id].append(record)
         account_ids = sorted(by_account)
-        balances = dict(
-            Account.objects.select_for_update().filter(id__in=account_ids).order_by("id").values_list("id", "balance")
-        )
-        entries: list[LedgerEntry] = []
+        balances = _accounts_lock(account_ids)
+        entries: list[tuple] = []
         lowered: dict[int, int] = {}
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
         for account_id in account_ids:
             if account_id not in balances:
                 logger.warning("settlement for a deleted account %s dropped", account_id)
@@ -146,23 +155,14 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
                 running -= record.cost
                 total += record.cost
                 entries.append(
-                    LedgerEntry(
-                        account_id=account_id,
-                        kind=LedgerEntry.Kind.USAGE,
-                        amount=-record.cost,
-                        balance_after=running,
-                        idempotency_key=f"gen:{record.id}",
-                        reference=record.id,
-                    )
+                    (account_id, LedgerEntry.Kind.USAGE.value, -record.cost, running, f"gen:{record.id}", record.id, "", now)
                 )
             if total:
-                Account.objects.filter(id=account_id).update(
-                    balance=F("balance") - total, total_usage=F("total_usage") + total
-                )
+                _account_charge(account_id, total)
                 lots_consume(account_id=account_id, amount=total)
                 lowered[account_id] = running
         generations_insert(records=[r for r in fresh if r.account_id in balances])
-        LedgerEntry.objects.bulk_create(entries, batch_size=500)
+        _ledger_insert(entries)
         settlements = []
         for record in records:
             charged = record.id not in done and record.account_id in balances
@@ -171,6 +171,39 @@ def generations_settle(*, records: list[GenerationRecord]) -> int:
         # Usage that took a balance under its auto top-up threshold queues a top-up (after the commit).
         auto_topup_maybe_trigger(balances=lowered)
     return len(fresh)
+
+
+# The settlement writer's statements, in plain SQL: it runs them for every batch, and the ORM's
+# query building cost several times the statements themselves (``bench/settle.py``).
+
+
+def _accounts_lock(account_ids: list[int]) -> dict[int, int]:
+    """{account id: balance} of the accounts that exist, their rows locked in id order."""
+    if not account_ids:
+        return {}
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    marks = ", ".join(["%s"] * len(account_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, balance FROM {Account._meta.db_table} WHERE id IN ({marks}) ORDER BY id{lock}", account_ids
+        )
+        return dict(cursor.fetchall())
+
+
+def _account_charge(account_id: int, total: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Account._meta.db_table} SET balance = balance - %s, total_usage = total_usage + %s WHERE id = %s",
+            [total, total, account_id],
+        )
+
+
+LEDGER_COLUMNS = ("account_id", "kind", "amount", "balance_after", "idempotency_key", "reference", "memo", "created_at")
+
+
+def _ledger_insert(rows: list[tuple]) -> None:
+    """Usage entries, in the order of ``LEDGER_COLUMNS`` (unique idempotency keys: a repeat fails the batch)."""
+    rows_insert(table=LedgerEntry._meta.db_table, columns=LEDGER_COLUMNS, rows=rows)
 
 
 def settlements_of(record: GenerationRecord, *, charged: bool = True) -> list[Settlement]:

@@ -10,7 +10,7 @@ import logging
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -54,15 +54,18 @@ def auto_topup_maybe_trigger(*, balances: dict[int, int]) -> list[int]:
     transaction; the task is queued after the commit."""
     if not balances:
         return []
-    now = timezone.now()
-    rows = BillingProfile.objects.filter(
-        account_id__in=list(balances), auto_topup_enabled=True, auto_topup_in_flight__isnull=True
-    ).values_list("account_id", "auto_topup_threshold", "auto_topup_retry_after")
-    due = [
-        account_id
-        for account_id, threshold, retry_after in rows
-        if balances[account_id] < threshold and (retry_after is None or retry_after <= now)
-    ]
+    ids = sorted(balances)
+    marks = ", ".join(["%s"] * len(ids))
+    # Plain SQL: the settlement writer calls this for every batch that spends.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT account_id, auto_topup_threshold FROM {BillingProfile._meta.db_table} "
+            f"WHERE account_id IN ({marks}) AND auto_topup_enabled = %s AND auto_topup_in_flight_id IS NULL "
+            "AND (auto_topup_retry_after IS NULL OR auto_topup_retry_after <= %s)",
+            [*ids, True, connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        rows = cursor.fetchall()
+    due = [account_id for account_id, threshold in rows if balances[account_id] < threshold]
     for account_id in due:
         transaction.on_commit(lambda a=account_id: _topup_queue(a), robust=True)
     return due

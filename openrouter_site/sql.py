@@ -1,0 +1,40 @@
+"""Plain SQL for the statements the settlement writer runs for every batch, where the ORM's query
+building cost several times the statement itself (``bench/settle.py`` measures it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection
+
+MAX_PARAMETERS = 30_000  # per statement: below PostgreSQL's 65,535 and SQLite's 32,766
+
+
+def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence], suffix: str = "") -> None:
+    """``INSERT INTO table (columns) VALUES (...) suffix`` for each of ``rows``, with ``executemany``:
+    the statement text is the same whatever the row count, so psycopg prepares it once per connection
+    and pipelines the rows (a multi-row ``VALUES`` measured slower: a new text, parsed each time).
+    ``suffix`` is e.g. an ``ON CONFLICT ...`` clause."""
+    if not rows:
+        return
+    marks = ", ".join(["%s"] * len(columns))
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})" + (f" {suffix}" if suffix else "")
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def ids_present(*, table: str, column: str, ids: Sequence) -> set:
+    """Which of ``ids`` are in ``table.column``. PostgreSQL gets one array parameter (``= ANY``), so
+    the text is the same for any count and is prepared once; SQLite an ``IN`` list."""
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)", [list(ids)])
+            return {row[0] for row in cursor.fetchall()}
+        found: set = set()
+        for first in range(0, len(ids), MAX_PARAMETERS):
+            chunk = list(ids[first:first + MAX_PARAMETERS])
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            found.update(row[0] for row in cursor.fetchall())
+        return found
