@@ -1,7 +1,7 @@
 """What routing hands to billing and activity when a request ends.
 
-A record is frozen: the gateway fills in what happened, ``billing.metering`` adds the money
-(``dataclasses.replace``), the settlement writer charges it and ``activity.services.generations_insert``
+A record is frozen: the gateway says what happened and ``billing.metering`` builds the record
+with the money (``Meter.close``), the settlement writer charges it and ``activity.services.generations_insert``
 stores it, and nobody changes it on the way.
 """
 

@@ -285,6 +285,7 @@ class RedisCounters:
     def __init__(self) -> None:
         self.prefix = settings.COUNTER_PREFIX
         self._async_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._last_scripts: tuple | None = None
         self._sync_scripts: dict[str, object] = {}
         self._process: str | None = None
         self._process_pid: int | None = None
@@ -320,11 +321,16 @@ class RedisCounters:
         return f"{base}:{window}:spent", f"{base}:{window}:held", f"{base}:ver"
 
     def _scripts(self):
+        loop = asyncio.get_running_loop()
+        last = self._last_scripts  # the common case, one event loop: no pool or weak-dictionary lookups
+        if last is not None and last[0] is loop:
+            return last[1]
         client = redis_clients.async_client()
         scripts = self._async_scripts.get(client)
         if scripts is None:
             scripts = (client, client.register_script(_HOLD_LUA), client.register_script(_INIT_LUA))
             self._async_scripts[client] = scripts
+        self._last_scripts = (loop, scripts)
         return scripts
 
     async def hold(

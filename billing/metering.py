@@ -231,17 +231,18 @@ class Meter:
 
     # --- settlement ----------------------------------------------------------------------------
 
-    def close(self, record: GenerationRecord, charge: Charge | None) -> None:
-        """Hand ``record`` to the settlement writer with its money: what was held, and what is charged
-        (nothing without a ``charge``: the request failed). The hold is released once it is written."""
+    def close(self, charge: Charge | None, **what_happened) -> None:
+        """Hand the generation record (``what_happened``: the request's fields of ``GenerationRecord``)
+        to the settlement writer with its money: what was held, and what is charged (nothing without a
+        ``charge``: the request failed). The hold is released once it is written."""
         if self.closed:
             return
         self.closed = True
         cost = charge.cost if charge is not None else NO_COST
         is_byok = charge is not None and charge.is_byok
         settlement_submit(
-            dataclasses.replace(
-                record,
+            GenerationRecord(
+                **what_happened,
                 key_window=self.window,
                 budget_holds=tuple(
                     (rule.subject, window, held)

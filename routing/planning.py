@@ -10,6 +10,7 @@ routing), then puts bring-your-own-key attempts where OpenRouter puts them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -152,6 +153,17 @@ def models_usable(*, snapshot: CatalogSnapshot, privacy: AccountPrivacy | None) 
 def with_privacy(preferences: ProviderPreferences, privacy: AccountPrivacy | None) -> ProviderPreferences:
     if privacy is None:
         return preferences
+    if preferences is DEFAULT_PREFERENCES:  # most requests name no provider preferences: one per privacy
+        return _default_with_privacy(privacy)
+    return _merged(preferences, privacy)
+
+
+@functools.lru_cache(maxsize=4096)
+def _default_with_privacy(privacy: AccountPrivacy) -> ProviderPreferences:
+    return _merged(DEFAULT_PREFERENCES, privacy)
+
+
+def _merged(preferences: ProviderPreferences, privacy: AccountPrivacy) -> ProviderPreferences:
     return dataclasses.replace(
         preferences,
         zdr=preferences.zdr or privacy.zdr_only,

@@ -14,7 +14,6 @@ import orjson
 from django.conf import settings
 
 from accounts.keycache import KeyInfo
-from activity.records import GenerationRecord
 from billing.metering import Charge, Meter, Usage
 from openrouter_site import metrics
 from openrouter_site.errors import ApiError
@@ -149,12 +148,12 @@ class CallState:
         usage = usage or Usage()
         endpoint = attempt.endpoint if attempt else None
         request = self.request
-        record = GenerationRecord(
+        self.meter.close(
+            charge,
             id=self.id,
             account_id=self.key.account_id,
             api_key_id=self.key.key_id,
             key_hash=self.key.hash,
-            key_window=None,
             created_at=self.created_at,
             api_type="embeddings" if self.kind == "embeddings" else "completions",
             model=self.model_slug,
@@ -183,7 +182,6 @@ class CallState:
             session_id=self.session_id(),
             provider_responses=self.attempts,
         )
-        self.meter.close(record, charge)
 
     # --- output ---------------------------------------------------------------------------------
 
