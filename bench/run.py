@@ -412,7 +412,8 @@ def gateway_command(server_name: str, port: int, processes: int = 1) -> list[str
     """The server's command line: Daphne, or uvicorn (uvloop + httptools) with ``processes`` workers."""
     app = "openrouter_site.asgi:application"
     if server_name == "daphne":
-        return [PYTHON, "-m", "daphne", "-b", HOST, "-p", str(port), app]
+        # -v 0: no access line per request, as uvicorn's --no-access-log (Daphne's default, -v 1, writes one)
+        return [PYTHON, "-m", "daphne", "-v", "0", "-b", HOST, "-p", str(port), app]
     workers = ["--workers", str(processes)] if processes > 1 else []
     return [
         PYTHON,

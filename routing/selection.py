@@ -344,6 +344,29 @@ class _Filtered(Exception):
         self.kind, self.message, self.excluded_by, self.detail = kind, message, excluded_by, detail
 
 
+_CANDIDATES: dict[tuple, tuple[ModelEntry, tuple[EndpointEntry, ...]]] = {}
+_CANDIDATES_MAX = 4096
+
+
+def _candidates_cached(
+    model: ModelEntry, prefs: ProviderPreferences, variant: str | None, relevant: frozenset[str], named: frozenset[str]
+) -> list[EndpointEntry]:
+    """``_candidates``, remembered: it depends only on its arguments, and a catalog snapshot's entries never
+    change (a new snapshot has new entries, so a remembered answer is used only for the same entry)."""
+    key = (id(model), prefs, variant, relevant, named)
+    try:
+        hit = _CANDIDATES.get(key)
+    except TypeError:  # preferences holding something unhashable: not remembered
+        return _candidates(model, prefs, variant, relevant, named)
+    if hit is not None and hit[0] is model:
+        return list(hit[1])
+    endpoints = _candidates(model, prefs, variant, relevant, named)  # a refusal (_Filtered) is not remembered
+    if len(_CANDIDATES) >= _CANDIDATES_MAX:
+        _CANDIDATES.clear()
+    _CANDIDATES[key] = (model, tuple(endpoints))
+    return endpoints
+
+
 def _candidates(
     model: ModelEntry, prefs: ProviderPreferences, variant: str | None, relevant: frozenset[str], named: frozenset[str]
 ) -> list[EndpointEntry]:
@@ -587,7 +610,7 @@ def plan_route(
     first_failure: _Filtered | None = None
     for model in models:
         try:
-            endpoints = _candidates(model, prefs, variant, relevant, named)
+            endpoints = _candidates_cached(model, prefs, variant, relevant, named)
         except _Filtered as failure:
             first_failure = first_failure or failure
             continue
