@@ -29,7 +29,7 @@ def assert_envelope(response: httpx.Response, status: int) -> dict:
 
 
 
-def cheapest_only(endpoints) -> dict:  # noqa: N802 (reads as a constant in the bodies)
+def cheapest_only(endpoints) -> dict:
     """Provider preferences that send a request to the cheapest of ``endpoints`` and nowhere else."""
     return {"order": [endpoints[0].provider.slug], "allow_fallbacks": False}
 
