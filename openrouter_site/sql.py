@@ -12,8 +12,9 @@ MAX_PARAMETERS = 30_000  # per statement: below PostgreSQL's 65,535 and SQLite's
 
 def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence], suffix: str = "") -> None:
     """``INSERT INTO table (columns) VALUES (...) suffix`` for each of ``rows``, with ``executemany``:
-    the statement text is the same whatever the row count, so psycopg prepares it once per connection
-    and pipelines the rows (a multi-row ``VALUES`` measured slower: a new text, parsed each time).
+    the statement text is the same whatever the row count, so psycopg converts its placeholders once
+    (its query cache) and pipelines the rows; a multi-row ``VALUES`` measured slower (a new text for
+    each row count: converted by psycopg and parsed by PostgreSQL every time).
     ``suffix`` is e.g. an ``ON CONFLICT ...`` clause."""
     if not rows:
         return
@@ -25,7 +26,7 @@ def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence],
 
 def ids_present(*, table: str, column: str, ids: Sequence) -> set:
     """Which of ``ids`` are in ``table.column``. PostgreSQL gets one array parameter (``= ANY``), so
-    the text is the same for any count and is prepared once; SQLite an ``IN`` list."""
+    the text is the same for any count (psycopg's query cache); SQLite an ``IN`` list."""
     if not ids:
         return set()
     with connection.cursor() as cursor:
