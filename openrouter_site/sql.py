@@ -10,6 +10,16 @@ from django.db import connection
 MAX_PARAMETERS = 30_000  # per statement: below PostgreSQL's 65,535 and SQLite's 32,766
 
 
+def marks(count: int) -> str:
+    """``%s, %s, …``: the placeholders of an ``IN (…)`` list of ``count`` values."""
+    return ", ".join(["%s"] * count)
+
+
+def row_lock() -> str:
+    """`` FOR UPDATE`` where the database locks rows (PostgreSQL); SQLite locks the whole database on write."""
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
 def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence], suffix: str = "") -> None:
     """``INSERT INTO table (columns) VALUES (...) suffix`` for each of ``rows``, with ``executemany``:
     the statement text is the same whatever the row count, so psycopg converts its placeholders once
@@ -18,8 +28,7 @@ def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence],
     ``suffix`` is e.g. an ``ON CONFLICT ...`` clause."""
     if not rows:
         return
-    marks = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})" + (f" {suffix}" if suffix else "")
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})" + (f" {suffix}" if suffix else "")
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -36,6 +45,6 @@ def ids_present(*, table: str, column: str, ids: Sequence) -> set:
         found: set = set()
         for first in range(0, len(ids), MAX_PARAMETERS):
             chunk = list(ids[first:first + MAX_PARAMETERS])
-            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({marks(len(chunk))})", chunk)
             found.update(row[0] for row in cursor.fetchall())
         return found

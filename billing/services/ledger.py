@@ -19,7 +19,7 @@ from accounts.models import Account
 from activity.records import GenerationRecord
 from activity.selectors import generation_ids_stored
 from activity.services import generations_insert
-from openrouter_site.sql import rows_insert
+from openrouter_site.sql import marks, row_lock, rows_insert
 
 from .. import money
 from ..counters import BYOK_WINDOW_SUFFIX, Settlement, counters, holds_release
@@ -101,11 +101,10 @@ def lots_consume(*, account_id: int, amount: int) -> int:
     batch, and the ORM's query building cost several times the statements themselves."""
     left = amount
     lots = CreditLot._meta.db_table
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, remaining FROM {lots} WHERE account_id = %s AND remaining > 0 AND expired_at IS NULL "
-            f"ORDER BY created_at, id{lock}",
+            f"ORDER BY created_at, id{row_lock()}",
             [account_id],
         )
         takes = []
@@ -181,11 +180,11 @@ def _accounts_lock(account_ids: list[int]) -> dict[int, int]:
     """{account id: balance} of the accounts that exist, their rows locked in id order."""
     if not account_ids:
         return {}
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    marks = ", ".join(["%s"] * len(account_ids))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, balance FROM {Account._meta.db_table} WHERE id IN ({marks}) ORDER BY id{lock}", account_ids
+            f"SELECT id, balance FROM {Account._meta.db_table} WHERE id IN ({marks(len(account_ids))}) "
+            f"ORDER BY id{row_lock()}",
+            account_ids,
         )
         return dict(cursor.fetchall())
 

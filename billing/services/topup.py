@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from openrouter_site.sql import marks
 
 from .. import fees, money, notifications
 from ..errors import AutoTopupInvalid, CardRequired
@@ -55,12 +56,11 @@ def auto_topup_maybe_trigger(*, balances: dict[int, int]) -> list[int]:
     if not balances:
         return []
     ids = sorted(balances)
-    marks = ", ".join(["%s"] * len(ids))
     # Plain SQL: the settlement writer calls this for every batch that spends.
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT account_id, auto_topup_threshold FROM {BillingProfile._meta.db_table} "
-            f"WHERE account_id IN ({marks}) AND auto_topup_enabled = %s AND auto_topup_in_flight_id IS NULL "
+            f"WHERE account_id IN ({marks(len(ids))}) AND auto_topup_enabled = %s AND auto_topup_in_flight_id IS NULL "
             "AND (auto_topup_retry_after IS NULL OR auto_topup_retry_after <= %s)",
             [*ids, True, connection.ops.adapt_datetimefield_value(timezone.now())],
         )
