@@ -114,15 +114,15 @@ class Server:
 
 
 def gateway_command(server: str, port: int, backlog: int) -> list[str]:
-    """The web server as ``make run`` starts it (Daphne), or uvicorn as the README suggests for production.
+    """The web server as ``make run`` starts it (Daphne on uvloop, ``openrouter_site/daphne_server.py``), or uvicorn as the README suggests for production.
 
     ``backlog`` 0 leaves the server's own default (Daphne/Twisted: 50, uvicorn: 2048).
     """
     app = "openrouter_site.asgi:application"
     if server == "daphne":
         if backlog:
-            return [PYTHON, "-m", "daphne", "-e", f"tcp:port={port}:interface={HOST}:backlog={backlog}", app]
-        return [PYTHON, "-m", "daphne", "-b", HOST, "-p", str(port), app]
+            return [PYTHON, "-m", "openrouter_site.daphne_server", "-e", f"tcp:port={port}:interface={HOST}:backlog={backlog}", app]
+        return [PYTHON, "-m", "openrouter_site.daphne_server", "-b", HOST, "-p", str(port), app]
     command = [PYTHON, "-m", "uvicorn", "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools"]
     command += ["--no-access-log", "--log-level", "warning"]
     if backlog:

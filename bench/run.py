@@ -413,7 +413,8 @@ def gateway_command(server_name: str, port: int, processes: int = 1) -> list[str
     app = "openrouter_site.asgi:application"
     if server_name == "daphne":
         # -v 0: no access line per request, as uvicorn's --no-access-log (Daphne's default, -v 1, writes one)
-        return [PYTHON, "-m", "daphne", "-v", "0", "-b", HOST, "-p", str(port), app]
+        # Daphne as make run starts it (on uvloop: openrouter_site/daphne_server.py)
+        return [PYTHON, "-m", "openrouter_site.daphne_server", "-v", "0", "-b", HOST, "-p", str(port), app]
     workers = ["--workers", str(processes)] if processes > 1 else []
     return [
         PYTHON,

@@ -21,6 +21,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from chatroom.routing import websocket_urlpatterns  # noqa: E402
 from openrouter_site import metrics  # noqa: E402
 from openrouter_site.daphne_tuning import daphne_tune  # noqa: E402
+from openrouter_site.gc_tuning import gc_tune  # noqa: E402
 from openrouter_site.inputs import BodyLimit  # noqa: E402
 from routing.gateway import GatewayApp  # noqa: E402
 
@@ -56,3 +57,5 @@ application = ProtocolTypeRouter(
         "lifespan": gateway_app.lifespan,
     }
 )
+
+gc_tune()  # the loaded app frozen out of the collector's walks, fewer small collections (see gc_tuning.py)

@@ -32,7 +32,8 @@ def session() -> aiohttp.ClientSession:
                 sock_read=settings.GATEWAY_FIRST_BYTE_TIMEOUT,
             ),
             auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
+            # No skip_auto_headers: ``send`` sets User-Agent itself, and a session-wide skip list makes
+            # aiohttp copy and merge the headers once more per request (1.4 µs of 2.1 here; small, but free).
             # No cookies: a provider's Set-Cookie must never ride along on another account's request
             # (and the jar's per-request filtering and parsing is work the hot path skips).
             cookie_jar=aiohttp.DummyCookieJar(),

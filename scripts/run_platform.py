@@ -206,7 +206,7 @@ def run(processes: dict[str, subprocess.Popen]) -> int:
 
     commands = {
         "simulator": [PYTHON, "-m", "routing.simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
-        "web": [PYTHON, "-m", "daphne", "-e", daphne_endpoint(host, str(port), backlog), "openrouter_site.asgi:application"],
+        "web": [PYTHON, "-m", "openrouter_site.daphne_server", "-e", daphne_endpoint(host, str(port), backlog), "openrouter_site.asgi:application"],
         "worker": [PYTHON, "-m", "celery", "-A", "openrouter_site", "worker", "--pool", "solo", "-l", "warning"],
         "beat": [PYTHON, "-m", "celery", "-A", "openrouter_site", "beat", "-l", "warning"],
     }

@@ -26,3 +26,56 @@ def test_twisted_access_lines_are_not_formatted():
     from daphne.http_protocol import HTTPFactory
 
     assert HTTPFactory.log(object(), object()) is None
+
+
+def _python(code: str, **env_overrides: str) -> str:
+    """Run ``code`` in a fresh interpreter (the servers' own state, not this test process's)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "openrouter_site.settings", **env_overrides}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_daphne_launcher_puts_twisted_on_uvloop():
+    # What `make run` starts: Daphne's command line after openrouter_site.daphne_server installs uvloop's policy.
+    loop_type = _python(
+        "from openrouter_site.daphne_server import event_loop_policy_install\n"
+        "assert event_loop_policy_install()\n"
+        "import daphne.server\n"
+        "from twisted.internet import reactor\n"
+        "print(type(reactor._asyncioEventloop).__module__)"
+    )
+    assert loop_type.startswith("uvloop")
+    # Plain `python -m daphne` keeps the standard library's loop: the launcher is what changes it.
+    assert _python("import daphne.server\nprint(type(daphne.server.twisted_loop).__module__)").startswith("asyncio")
+
+
+def test_the_daphne_launcher_does_nothing_once_daphne_made_its_loop():
+    assert _python(
+        "import daphne.server\n"
+        "from openrouter_site.daphne_server import event_loop_policy_install\n"
+        "print(event_loop_policy_install())"
+    ) == "False"
+
+
+def test_the_app_freezes_its_loaded_heap_and_collects_young_objects_less_often():
+    figures = _python(
+        "import gc\nimport openrouter_site.asgi\nprint(gc.get_threshold(), gc.get_freeze_count())",
+        GC_GEN0_THRESHOLD="",
+    )
+    threshold, frozen = figures.rsplit(" ", 1)
+    assert threshold == "(20000, 20, 20)"
+    assert int(frozen) > 100_000  # Django, Twisted, the URL tree...: out of every collection's walk
+
+
+def test_gc_gen0_threshold_zero_leaves_cpythons_thresholds():
+    figures = _python("import gc\nimport openrouter_site.asgi\nprint(gc.get_threshold())", GC_GEN0_THRESHOLD="0")
+    assert figures == "(700, 10, 10)"  # CPython 3.11-3.13's own
