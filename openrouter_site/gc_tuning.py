@@ -2,12 +2,12 @@
 collections run less often.
 
 CPython collects its youngest generation after every 700 net allocations and, every tenth and
-hundredth time, the older ones, which walk every tracked object of the process: Django, DRF,
-Twisted, the URL tree and the catalog are several hundred thousand of them. A burst of 500
-streams allocates a few hundred objects per request, so a process busy starting streams spent
-a good part of its time re-walking objects that live as long as it does (``bench/burst.py``,
-Daphne, default setup: the first chunk's p50 came 470–500 ms after the direct one's, 260–330 ms
-with the collector tuned; see the README's "Bursts" figures).
+hundredth time, the older ones; the oldest walks every tracked object of the process (Django,
+DRF, Twisted and the URL tree are about 150,000 of them). A burst of 500 streams allocates a
+few hundred objects per request, so a process busy starting streams spent a good part of its
+time re-walking objects that live as long as it does (``bench/burst.py``, Daphne on uvloop,
+default setup, alternating runs: the first chunk's p50 came 471 / 500 ms after the direct one's,
+264 / 330 ms with the young threshold raised; the README has the figures).
 
 ``gc_tune()``, called once the app is imported (``asgi.py``, before a server takes requests):
 
