@@ -67,19 +67,12 @@ def test_the_daphne_launcher_does_nothing_once_daphne_made_its_loop():
     ) == "False"
 
 
-def test_the_app_freezes_its_loaded_heap_and_collects_young_objects_less_often():
-    figures = _python(
-        "import gc\nimport openrouter_site.asgi\nprint(gc.get_threshold(), gc.get_freeze_count())",
-        GC_GEN0_THRESHOLD="",
-    )
+def test_the_app_freezes_its_loaded_heap_and_keeps_cpythons_thresholds():
+    figures = _python("import gc\nimport openrouter_site.asgi\nprint(gc.get_threshold(), gc.get_freeze_count())")
     threshold, frozen = figures.rsplit(" ", 1)
-    assert threshold == "(20000, 20, 20)"
     assert int(frozen) > 100_000  # Django, Twisted, the URL tree...: out of every collection's walk
-
-
-def test_gc_gen0_threshold_zero_leaves_cpythons_thresholds():
-    figures = _python("import gc\nimport openrouter_site.asgi\nprint(gc.get_threshold())", GC_GEN0_THRESHOLD="0")
-    assert figures == "(700, 10, 10)"  # CPython 3.11-3.13's own
+    # A higher young threshold kept dropped database connections (in reference cycles) open for longer.
+    assert threshold == "(700, 10, 10)"
 
 
 def test_replies_are_sent_at_once_is_installed_once():
