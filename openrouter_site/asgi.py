@@ -58,4 +58,4 @@ application = ProtocolTypeRouter(
     }
 )
 
-gc_tune()  # the loaded app frozen out of the collector's walks, fewer small collections (see gc_tuning.py)
+gc_tune()  # the loaded app frozen out of the collector's walks (see gc_tuning.py)

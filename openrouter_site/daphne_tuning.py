@@ -54,18 +54,19 @@ def twisted_access_lines_skip() -> bool:
     return True
 
 
-_reactor = None
+_write_step = None
 
 
-def _reactor_running():
-    """Twisted's reactor, imported at the first reply (Daphne installed its asyncio reactor by then;
-    importing it earlier, from a process that is not Daphne, would install the default one)."""
-    global _reactor
-    if _reactor is None:
+def _reactor_write_step():
+    """The reactor's own step for a writable socket (``_readOrWrite``), or None on a reactor without
+    it. Looked up at the first reply: Daphne has installed its asyncio reactor by then, and importing
+    the reactor earlier, from a process that is not Daphne, would install the default one."""
+    global _write_step
+    if _write_step is None:
         from twisted.internet import reactor
 
-        _reactor = reactor
-    return _reactor
+        _write_step = getattr(reactor, "_readOrWrite", False)
+    return _write_step or None
 
 
 def replies_send_at_once() -> bool:
@@ -88,8 +89,7 @@ def replies_send_at_once() -> bool:
             and (transport._tempDataLen or transport.dataBuffer)
             and message.get("type") == "http.response.body"
         ):
-            reactor = _reactor_running()
-            send_now = getattr(reactor, "_readOrWrite", None)
+            send_now = _reactor_write_step()
             if send_now is not None:
                 send_now(transport, False)
 

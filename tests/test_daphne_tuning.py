@@ -93,9 +93,9 @@ def daphne_echo():
     import time
     from pathlib import Path
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from tests.live_server import free_port
+
+    port = free_port()
     root = Path(__file__).resolve().parent.parent
     server = subprocess.Popen(
         [sys.executable, "-m", "openrouter_site.daphne_server", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
