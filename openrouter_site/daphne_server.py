@@ -16,6 +16,7 @@ Daphne. Every argument is passed to Daphne unchanged.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 
@@ -33,6 +34,10 @@ def event_loop_policy_install() -> bool:
 
 def main() -> None:
     event_loop_policy_install()
+    if os.environ.get("DAPHNE_HTTP", "httptools") != "twisted":
+        from openrouter_site.daphne_http import install
+
+        install()
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface.entrypoint()

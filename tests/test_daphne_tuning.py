@@ -5,6 +5,7 @@ from twisted.web import http
 
 from openrouter_site import asgi  # noqa: F401  (applies the tuning, as a server importing the app does)
 from openrouter_site.daphne_tuning import content_type_parsing_memoise
+from tests.daphne_live import echo_server_start, http_response
 
 
 def test_content_type_parsing_is_memoised_and_answers_as_before():
@@ -84,60 +85,12 @@ def test_replies_are_sent_at_once_is_installed_once():
     assert replies_send_at_once() is False
 
 
-@pytest.fixture(scope="module")
-def daphne_echo():
-    """tests/daphne_echo_app.py served by Daphne as make run starts it (openrouter_site.daphne_server)."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from tests.live_server import free_port
-
-    port = free_port()
-    root = Path(__file__).resolve().parent.parent
-    server = subprocess.Popen(
-        [sys.executable, "-m", "openrouter_site.daphne_server", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
-         "tests.daphne_echo_app:app"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
-            time.sleep(0.1)
+@pytest.fixture(scope="module", params=["httptools", "twisted"])
+def daphne_echo(request):
+    server, port = echo_server_start(request.param)
     yield port
     server.terminate()
     server.wait(10)
-
-
-def _response(sock, buffered: bytes = b"") -> tuple[bytes, bytes, bytes]:
-    """(head, body, what came after) of one HTTP/1.1 response with Content-Length or chunked framing."""
-    data = buffered
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536) or pytest.fail(f"closed before the head: {data!r}")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lower = head.lower()
-    if b"content-length:" in lower:
-        length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
-        while len(rest) < length:
-            rest += sock.recv(1 << 20) or pytest.fail("closed inside the body")
-        return head, rest[:length], rest[length:]
-    body = b""
-    while True:
-        while b"\r\n" not in rest:
-            rest += sock.recv(65536) or pytest.fail("closed inside a chunk size")
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line, 16)
-        while len(rest) < size + 2:
-            rest += sock.recv(65536) or pytest.fail("closed inside a chunk")
-        body, rest = body + rest[:size], rest[size + 2:]
-        if size == 0:
-            return head, body, rest
 
 
 def test_keep_alive_answers_arrive_whole_and_in_order(daphne_echo):
@@ -147,7 +100,7 @@ def test_keep_alive_answers_arrive_whole_and_in_order(daphne_echo):
         left = b""
         for index in range(20):
             sock.sendall(b"GET /r%d HTTP/1.1\r\nHost: t\r\n\r\n" % index)
-            head, body, left = _response(sock, left)
+            head, body, left = http_response(sock, left)
             assert head.startswith(b"HTTP/1.1 200") and body == b'{"path": "/r%d"}' % index
         assert left == b""
 
@@ -157,7 +110,7 @@ def test_connection_close_still_closes_after_the_answer(daphne_echo):
 
     with socket.create_connection(("127.0.0.1", daphne_echo), timeout=10) as sock:
         sock.sendall(b"GET /bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        head, body, left = _response(sock)
+        head, body, left = http_response(sock)
         assert body == b'{"path": "/bye"}'
         assert left == b"" and sock.recv(10) == b""  # the server closed it
 
@@ -169,8 +122,8 @@ def test_streams_and_answers_larger_than_the_socket_takes_arrive_whole(daphne_ec
 
     with socket.create_connection(("127.0.0.1", daphne_echo), timeout=20) as sock:
         sock.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
-        head, body, left = _response(sock)
+        head, body, left = http_response(sock)
         assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
-        head, body, left = _response(sock, left)
+        head, body, left = http_response(sock, left)
         assert body == BIG and left == b""
