@@ -72,9 +72,7 @@ class Exchange:
         self.server = channel.server
         self.method = method
         self.version = version
-        parsed = httptools.parse_url(url) if url[:1] == b"/" else None
-        self.raw_path = parsed.path if parsed is not None else url.partition(b"?")[0]
-        self.query_string = (parsed.query or b"") if parsed is not None else url.partition(b"?")[2]
+        self.raw_path, _, self.query_string = url.partition(b"?")  # as Twisted splits it
         self.headers = headers
         self.keep_alive = keep_alive
         self.expect_continue = False

@@ -156,8 +156,9 @@ def test_head_answers_carry_no_body(port):
         b"GET / HTTP/1.1\r\nHost: t\r\nX-Bad: a\x00b\r\n\r\n",
         b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n12345",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ],
-    ids=["garbage", "space-in-header-name", "nul-in-header-value", "non-ascii-path", "two-lengths"],
+    ids=["garbage", "space-in-header-name", "nul-in-header-value", "non-ascii-path", "two-lengths", "length-and-chunked"],
 )
 def test_malformed_requests_get_a_400_and_the_connection_closes(fast_port, request_bytes):
     with connect(fast_port) as sock:
