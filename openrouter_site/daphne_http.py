@@ -50,6 +50,9 @@ MAX_HEADERS = 500  # Twisted's maxHeaders
 BODY_PIECE = 65_536  # a request body reaches the application in pieces of at most this
 IDLE_TIMEOUT = 60 * 60 * 12  # Twisted's HTTP idle timeout, kept
 NO_BODY_STATUSES = frozenset({204, 304})
+UNSAFE_VALUE_BYTES = frozenset(b"\r\n\x00")  # in a response header value: response splitting
+DISCARD_LIMIT = 16 * 1024 * 1024  # unread request body drained after an early answer, at most
+DISCARD_SECONDS = 10
 ERROR_TEMPLATE = WebRequest.error_template
 
 
@@ -64,7 +67,7 @@ class Exchange:
     __slots__ = (
         "channel", "server", "method", "version", "raw_path", "query_string", "headers", "keep_alive",
         "expect_continue", "started_at", "queue", "body", "body_done", "app_started", "response_started",
-        "response_done", "chunked", "head", "no_body", "status", "response_headers", "__weakref__",
+        "response_done", "chunked", "head", "no_body", "status", "response_headers", "sent", "__weakref__",
     )
 
     def __init__(self, channel: HttpChannel, method: bytes, version: bytes, url: bytes, headers: list, keep_alive: bool):
@@ -88,11 +91,20 @@ class Exchange:
         self.no_body = False
         self.status = 200
         self.response_headers: list = []
+        self.sent = 0
 
     # --- the request side -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Validate like Daphne's ``WebRequest.process``, then run the application."""
+        """Validate like Daphne's ``WebRequest.process``, then run the application; an unexpected
+        failure is Daphne's 500 page, as in ``process``."""
+        try:
+            self.application_start()
+        except Exception:
+            logger.exception("Daphne HTTP processing error")
+            self.basic_error(500, b"Internal Server Error", "Daphne HTTP processing error")
+
+    def application_start(self) -> None:
         server = self.server
         for name, value in self.headers:
             if not HEADER_NAME_RE.fullmatch(name):
@@ -117,7 +129,7 @@ class Exchange:
         if server.proxy_forwarded_address_header:
             grouped: dict[bytes, list[bytes]] = {}
             for name, value in self.headers:
-                grouped.setdefault(name, []).append(value)
+                grouped.setdefault(name.lower(), []).append(value)
             client, scheme = parse_x_forwarded_for(
                 grouped,
                 server.proxy_forwarded_address_header,
@@ -206,6 +218,9 @@ class Exchange:
                 if not isinstance(value, bytes):
                     self.basic_error(500, b"Server Error", "Server Error")
                     raise ValueError(f"Header value '{value}' expected to be `bytes`, but got `{type(value)}`")
+                if not HEADER_NAME_RE.fullmatch(name) or UNSAFE_VALUE_BYTES.intersection(value):
+                    self.basic_error(500, b"Server Error", "Server Error")
+                    raise ValueError(f"Header {name!r}: {value!r} would not be one header line")
         self.handle_reply(message)
 
     def handle_reply(self, message: dict) -> None:
@@ -230,6 +245,7 @@ class Exchange:
             out = self.head_bytes() if self.response_headers is not None else b""
             if body and not self.no_body:
                 out += b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body
+                self.sent += len(body)
             if not more:
                 if self.chunked:
                     out += b"0\r\n\r\n"
@@ -277,8 +293,19 @@ class Exchange:
     def finished(self) -> None:
         """The response is complete: tell the application (as Daphne does), then the next request."""
         self.disconnect_send()
-        if self in self.server.connections:
-            self.server.protocol_disconnected(self)
+        server = self.server
+        if self in server.connections:
+            server.protocol_disconnected(self)
+        if server.action_logger:  # Daphne's access log (-v 1 or --access-log)
+            client = self.channel.client_addr
+            server.log_action("http", "complete", {
+                "path": (self.raw_path + (b"?" + self.query_string if self.query_string else b"")).decode("latin-1"),
+                "status": self.status,
+                "method": self.method.decode("ascii", "replace"),
+                "client": f"{client[0]}:{client[1]}" if client else None,
+                "time_taken": time.time() - self.started_at,
+                "size": self.sent,
+            })
         self.channel.exchange_finished(self)
 
     # --- what Daphne's server calls -------------------------------------------------------
@@ -327,6 +354,9 @@ class HttpChannel(twisted_protocol.Protocol):
         self.upgrade = False
         self.expect_continue = False
         self.too_large: RequestTooLarge | None = None
+        self.ignore_input = False  # after a refused (non-WebSocket) upgrade
+        self.starting = False  # exchange_finished is starting the requests that waited
+        self.discarding = 0  # bytes of an unread body drained after an early answer
         self.client_addr = self.server_addr = None
         self.scheme = "http"
         self.last_activity = time.monotonic()
@@ -350,6 +380,12 @@ class HttpChannel(twisted_protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
+        if self.gone or self.ignore_input:
+            if self.discarding:
+                self.discarding += len(data)
+                if self.discarding > DISCARD_LIMIT:
+                    self.transport.abortConnection()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -388,9 +424,18 @@ class HttpChannel(twisted_protocol.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        if self.upgrade and parser.should_upgrade():
-            self.current = None  # handed to the WebSocket protocol when the parser stops
+        if self.gone:
             return
+        if parser.should_upgrade():
+            if self.upgrade:
+                self.current = None  # handed to the WebSocket protocol when the parser stops
+                return
+            for name, value in self.headers:
+                lowered = name.lower()
+                if lowered == b"transfer-encoding" or (lowered == b"content-length" and value.strip() != b"0"):
+                    # llhttp does not read the body of an upgrade request; the upgrade is not offered
+                    self.too_large = RequestTooLarge(400, b"Bad Request", "Unsupported upgrade")
+                    raise self.too_large
         exchange = Exchange(
             self,
             parser.get_method(),
@@ -400,6 +445,7 @@ class HttpChannel(twisted_protocol.Protocol):
             parser.should_keep_alive(),
         )
         exchange.expect_continue = self.expect_continue
+        self.headers = []  # a chunked body's trailer fields land here, not in the request's headers
         self.current = exchange
         if self.active is None:
             self.active = exchange
@@ -438,14 +484,35 @@ class HttpChannel(twisted_protocol.Protocol):
         if exchange is not self.active:
             return
         self.active = None
-        if not exchange.keep_alive or not exchange.body_done:
-            # the request body was not read to its end (the application answered first): close
+        if not exchange.body_done:
+            # answered before its body was read: send the answer and the end of the stream, drain
+            # what is still coming for a while (closing with unread bytes would be a reset, which
+            # can lose the answer at the client), then close
+            self.gone = True
+            transport = self.transport
+            if not hasattr(transport, "loseWriteConnection"):
+                transport.loseConnection()
+                return
+            self.discarding = 1
+            transport.loseWriteConnection()
+            transport.resumeProducing()
+            from twisted.internet import reactor
+
+            reactor.callLater(DISCARD_SECONDS, transport.loseConnection)
+            return
+        if not exchange.keep_alive:
             self.transport.loseConnection()
             self.gone = True
             return
-        if self.waiting:
-            self.active = self.waiting.popleft()
-            self.active.start()
+        if self.starting:
+            return  # the loop below, further up the stack, starts the next one
+        self.starting = True
+        try:
+            while self.active is None and self.waiting and not self.gone:
+                self.active = self.waiting.popleft()
+                self.active.start()
+        finally:
+            self.starting = False
         if not self.waiting:
             self.reading_resume()
 
@@ -463,8 +530,7 @@ class HttpChannel(twisted_protocol.Protocol):
 
     def refuse(self, status: int, reason: bytes, detail: str) -> None:
         """A request that cannot be parsed: an error page if no answer is under way, then close."""
-        exchange = self.active
-        if exchange is None or not exchange.response_started:
+        if self.active is None:  # otherwise an answer is owed first: the connection just closes
             page = ERROR_TEMPLATE % {"title": f"{status} {reason.decode('ascii')}", "body": detail}
             body = page.encode("utf8")
             self.write(
@@ -490,9 +556,16 @@ class HttpChannel(twisted_protocol.Protocol):
                 if not last.body_done:
                     last.body_complete()
             self.reading_pause()
-            if self.active is None:
+            self.gone = self.active is None  # with an answer owed, it is sent first; nothing more is read
+            self.ignore_input = True
+            if self.gone:
                 self.transport.loseConnection()
-                self.gone = True
+            return
+        if self.active is not None or self.waiting:
+            # a handshake pipelined behind an unanswered request: not a WebSocket client; close
+            # (connectionLost tells the waiting applications)
+            self.transport.loseConnection()
+            self.gone = True
             return
         server = self.server
         transport = self.transport

@@ -45,6 +45,10 @@ async def app(scope, receive, send):
     if path == "/early":  # answers without reading the body
         await json_send(send, 413, {"error": "too large"})
         return
+    if path == "/split":  # a header value that would end the header line
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nx-injected: 1")]})
+        await send({"type": "http.response.body", "body": b"split"})
+        return
     if path == "/raise":
         raise RuntimeError("the application failed before answering")
     digest, size, messages = hashlib.sha256(), 0, 0

@@ -227,3 +227,76 @@ def test_other_upgrades_are_answered_over_http_1_1_then_closed(fast_port):
         head, body, _ = http_response(sock)
         assert head.startswith(b"HTTP/1.1 200") and body == b'{"path": "/h2c"}'
         assert closed(sock)
+
+
+def test_a_header_value_that_would_split_the_response_is_a_500(fast_port):
+    head, body = exchange(fast_port, b"GET /split HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500") and b"x-injected" not in head.lower()
+
+
+def test_trailer_fields_of_a_pipelined_chunked_body_are_not_headers(port):
+    with connect(port) as sock:
+        sock.sendall(
+            b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /scope HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Trailer: t\r\nDaphne-Root-Path: /evil\r\n\r\n"
+        )
+        _, first, left = http_response(sock)
+        _, scope, _ = http_response(sock, left)
+    assert first == b'{"path": "/first"}'
+    view = json.loads(scope)
+    assert view["headers"] == [["host", "t"], ["transfer-encoding", "chunked"]] and view["root_path"] == ""
+
+
+def test_a_handshake_pipelined_behind_a_request_closes_the_connection(fast_port):
+    def holds() -> int:
+        _, body = exchange(fast_port, b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        return json.loads(body).count("hold: http.disconnect")
+
+    before = holds()
+    with connect(fast_port) as sock:
+        sock.sendall(
+            b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        deadline = time.monotonic() + 5
+        while sock.recv(65536):
+            assert time.monotonic() < deadline
+    deadline = time.monotonic() + 5
+    while holds() == before:  # the application waiting on the first request heard the client go
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_daphnes_access_log_still_gets_a_line_per_answer(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.live_server import free_port
+
+    log, port = tmp_path / "access.log", free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "openrouter_site.daphne_server", "--access-log", str(log), "-b", "127.0.0.1",
+         "-p", str(port), "tests.daphne_echo_app:app"],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "DAPHNE_HTTP": "httptools"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                head, _ = exchange(port, b"GET /logged?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while '"GET /logged?x=1" 200' not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
+            time.sleep(0.05)
+    finally:
+        server.terminate()
+        server.wait(10)
