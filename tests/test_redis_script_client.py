@@ -50,3 +50,20 @@ def test_a_dropped_connection_fails_its_commands_and_the_next_one_reconnects():
         assert await client.execute("PING") == b"PONG"
 
     asyncio.run(run())
+
+
+def test_the_commands_of_one_loop_turn_leave_in_one_write():
+    async def run():
+        client = redis_clients.ScriptClient(settings.REDIS_URL)
+        assert await client.execute("PING") == b"PONG"  # connected
+        writer = client._conn.writer
+        writes = []
+        original = writer.write
+        writer.write = lambda data: (writes.append(data), original(data))
+        replies = await asyncio.gather(*(client.execute("ECHO", f"m{n}") for n in range(50)))
+        assert replies == [f"m{n}".encode() for n in range(50)]
+        assert len(writes) == 1 and writes[0].count(b"ECHO") == 50
+        assert await client.execute("ECHO", "alone") == b"alone"  # a later turn: its own write
+        assert len(writes) == 2
+
+    asyncio.run(run())
