@@ -61,16 +61,24 @@ def status_line(version: bytes, status: int) -> bytes:
     return b"HTTP/%s %d %s\r\n" % (version, status, reason)
 
 
+def error_page(status: int, status_text: bytes, detail: str) -> bytes:
+    """Daphne's error page (``WebRequest.basic_error``)."""
+    return (ERROR_TEMPLATE % {"title": f"{status} {status_text.decode('ascii')}", "body": detail}).encode("utf8")
+
+
 class Exchange:
     """One request and its response: what Daphne's ``Server.connections`` calls a protocol."""
 
     __slots__ = (
         "channel", "server", "method", "version", "raw_path", "query_string", "headers", "keep_alive",
-        "expect_continue", "started_at", "queue", "body", "body_done", "app_started", "response_started",
-        "response_done", "chunked", "head", "no_body", "status", "response_headers", "sent", "__weakref__",
+        "expect_continue", "started_at", "queue", "body", "body_done", "response_started",
+        "response_done", "chunked", "no_body", "status", "response_headers", "sent", "__weakref__",
     )
 
-    def __init__(self, channel: HttpChannel, method: bytes, version: bytes, url: bytes, headers: list, keep_alive: bool):
+    def __init__(
+        self, channel: HttpChannel, method: bytes, version: bytes, url: bytes, headers: list, *, keep_alive: bool,
+        expect_continue: bool,
+    ):
         self.channel = channel
         self.server = channel.server
         self.method = method
@@ -78,16 +86,14 @@ class Exchange:
         self.raw_path, _, self.query_string = url.partition(b"?")  # as Twisted splits it
         self.headers = headers
         self.keep_alive = keep_alive
-        self.expect_continue = False
+        self.expect_continue = expect_continue
         self.started_at = time.time()
-        self.queue: asyncio.Queue | None = None
+        self.queue: asyncio.Queue | None = None  # set once the application runs
         self.body: list[bytes] = []
         self.body_done = False
-        self.app_started = False
         self.response_started = False
         self.response_done = False
         self.chunked = False
-        self.head = method == b"HEAD"
         self.no_body = False
         self.status = 200
         self.response_headers: list = []
@@ -164,22 +170,20 @@ class Exchange:
             "client": client,
             "server": channel.server_addr,
         }
-        self.queue = asyncio.Queue()
         server.protocol_connected(self)
         application = server.application(scope=scope, receive=self.receive, send=self.send)
         server.connections[self]["application_instance"] = asyncio.ensure_future(application)
-        self.app_started = True
+        self.queue = asyncio.Queue()  # the application runs on a later turn of the loop
         self.body_pass()
 
     def body_received(self, chunk: bytes) -> None:
         self.body.append(chunk)
-        if self.app_started and sum(map(len, self.body)) >= BODY_PIECE:
+        if self.queue is not None and sum(map(len, self.body)) >= BODY_PIECE:
             self.body_pass()
 
     def body_complete(self) -> None:
         self.body_done = True
-        if self.app_started:
-            self.body_pass()
+        self.body_pass()
 
     def body_pass(self) -> None:
         """Hand what has been read of the body to the application (one message per piece)."""
@@ -212,15 +216,14 @@ class Exchange:
             return
         if message["type"] == "http.response.start":
             for name, value in message.get("headers", ()):
-                if not isinstance(name, bytes):
-                    self.basic_error(500, b"Server Error", "Server Error")
-                    raise ValueError(f"Header name '{name}' expected to be `bytes`, but got `{type(name)}`")
-                if not isinstance(value, bytes):
-                    self.basic_error(500, b"Server Error", "Server Error")
-                    raise ValueError(f"Header value '{value}' expected to be `bytes`, but got `{type(value)}`")
-                if not HEADER_NAME_RE.fullmatch(name) or UNSAFE_VALUE_BYTES.intersection(value):
-                    self.basic_error(500, b"Server Error", "Server Error")
-                    raise ValueError(f"Header {name!r}: {value!r} would not be one header line")
+                if not isinstance(name, bytes) or not isinstance(value, bytes):
+                    problem = f"Header {name!r}: {value!r} expected to be `bytes`"
+                elif not HEADER_NAME_RE.fullmatch(name) or UNSAFE_VALUE_BYTES.intersection(value):
+                    problem = f"Header {name!r}: {value!r} would not be one header line"
+                else:
+                    continue
+                self.basic_error(500, b"Server Error", "Server Error")
+                raise ValueError(problem)
         self.handle_reply(message)
 
     def handle_reply(self, message: dict) -> None:
@@ -274,7 +277,7 @@ class Exchange:
             lines.append(b"%s: %s\r\n" % (name, value))
         if self.server.server_name and not has_server:
             lines.append(b"Server: %s\r\n" % self.server.server_name.encode())
-        self.no_body = self.head or status < 200 or status in NO_BODY_STATUSES
+        self.no_body = self.method == b"HEAD" or status < 200 or status in NO_BODY_STATUSES
         if not has_length and not self.no_body:
             if self.version == b"1.1":
                 self.chunked = True
@@ -330,11 +333,10 @@ class Exchange:
         if self.response_started:
             self.channel.abort()
             return
-        page = ERROR_TEMPLATE % {"title": str(status) + " " + status_text.decode("ascii"), "body": body}
         self.handle_reply(
             {"type": "http.response.start", "status": status, "headers": [(b"Content-Type", b"text/html; charset=utf-8")]}
         )
-        self.handle_reply({"type": "http.response.body", "body": page.encode("utf8")})
+        self.handle_reply({"type": "http.response.body", "body": error_page(status, status_text, body)})
 
 
 class HttpChannel(twisted_protocol.Protocol):
@@ -442,9 +444,9 @@ class HttpChannel(twisted_protocol.Protocol):
             parser.get_http_version().encode("ascii"),
             self.url,
             self.headers,
-            parser.should_keep_alive(),
+            keep_alive=parser.should_keep_alive(),
+            expect_continue=self.expect_continue,
         )
-        exchange.expect_continue = self.expect_continue
         self.headers = []  # a chunked body's trailer fields land here, not in the request's headers
         self.current = exchange
         if self.active is None:
@@ -531,8 +533,7 @@ class HttpChannel(twisted_protocol.Protocol):
     def refuse(self, status: int, reason: bytes, detail: str) -> None:
         """A request that cannot be parsed: an error page if no answer is under way, then close."""
         if self.active is None:  # otherwise an answer is owed first: the connection just closes
-            page = ERROR_TEMPLATE % {"title": f"{status} {reason.decode('ascii')}", "body": detail}
-            body = page.encode("utf8")
+            body = error_page(status, reason, detail)
             self.write(
                 status_line(b"1.1", status)
                 + b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)

@@ -3,9 +3,10 @@
 import pytest
 
 
-def echo_server_start(http: str):
+def echo_server_start(http: str, options: tuple[str, ...] = ("-v", "0")):
     """tests/daphne_echo_app.py served by Daphne as make run starts it (openrouter_site.daphne_server);
-    ``http``: httptools (the launcher's default) or twisted (Daphne's own HTTP layer, ``DAPHNE_HTTP``)."""
+    ``http``: httptools (the launcher's default) or twisted (Daphne's own HTTP layer, ``DAPHNE_HTTP``);
+    ``options``: more of Daphne's arguments."""
     import os
     import socket
     import subprocess
@@ -18,7 +19,7 @@ def echo_server_start(http: str):
     port = free_port()
     root = Path(__file__).resolve().parent.parent
     server = subprocess.Popen(
-        [sys.executable, "-m", "openrouter_site.daphne_server", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
+        [sys.executable, "-m", "openrouter_site.daphne_server", *options, "-b", "127.0.0.1", "-p", str(port),
          "tests.daphne_echo_app:app"],
         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "DAPHNE_HTTP": http},
     )
@@ -31,7 +32,6 @@ def echo_server_start(http: str):
             assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
             time.sleep(0.1)
     return server, port
-
 
 
 def http_response(sock, buffered: bytes = b"") -> tuple[bytes, bytes, bytes]:

@@ -46,6 +46,13 @@ def exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
         return head, body
 
 
+def recv_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        data += sock.recv(1000) or pytest.fail(f"closed before {marker!r}: {data!r}")
+    return data
+
+
 def closed(sock: socket.socket) -> bool:
     try:
         return sock.recv(10) == b""
@@ -101,9 +108,7 @@ def test_chunked_request_bodies_are_decoded(port):
 def test_expect_100_continue_is_answered_before_the_body(port):
     with connect(port) as sock:
         sock.sendall(b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-        interim = b""
-        while b"\r\n\r\n" not in interim:
-            interim += sock.recv(100)
+        interim = recv_until(sock, b"\r\n\r\n")
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(b"12345")
         _, body, _ = http_response(sock, interim.partition(b"\r\n\r\n")[2])
@@ -195,9 +200,7 @@ def test_an_answer_given_before_the_body_was_read_closes_the_connection(fast_por
 def test_the_application_hears_the_client_go(port):
     with connect(port) as sock:
         sock.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
-        data = b""
-        while b"data: first" not in data:
-            data += sock.recv(1000)
+        recv_until(sock, b"data: first")
     deadline = time.monotonic() + 5
     while True:
         _, body = exchange(port, b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -270,29 +273,10 @@ def test_a_handshake_pipelined_behind_a_request_closes_the_connection(fast_port)
 
 
 def test_daphnes_access_log_still_gets_a_line_per_answer(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.live_server import free_port
-
-    log, port = tmp_path / "access.log", free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "openrouter_site.daphne_server", "--access-log", str(log), "-b", "127.0.0.1",
-         "-p", str(port), "tests.daphne_echo_app:app"],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "DAPHNE_HTTP": "httptools"},
-    )
+    log = tmp_path / "access.log"
+    server, port = echo_server_start("httptools", ("--access-log", str(log)))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                head, _ = exchange(port, b"GET /logged?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        exchange(port, b"GET /logged?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
         deadline = time.monotonic() + 5
         while '"GET /logged?x=1" 200' not in (log.read_text() if log.exists() else ""):
             assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
