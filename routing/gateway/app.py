@@ -75,6 +75,6 @@ class GatewayApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await asyncio.get_running_loop().run_in_executor(None, meters_flush, 10.0)
-                await upstream.close_all()
+                await upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from billing.metering import Bound, meter_open
@@ -193,20 +192,19 @@ def _upstream_request(call: CallState, attempt: Attempt, body: dict) -> tuple[ob
     return adapter, request
 
 
-async def upstream_open(prepared: Prepared) -> aiohttp.ClientResponse:
+async def upstream_open(prepared: Prepared) -> upstream.UpstreamResponse:
     """Send a prepared attempt; a provider's error answer is an ``AttemptFailed``."""
     request = prepared.request
     try:
         response = await upstream.send(request.url, request.headers, request.body)
     except TimeoutError:
         raise AttemptFailed(408, "Provider timed out") from None
-    except aiohttp.ClientError as exc:
+    except upstream.UpstreamError as exc:
         raise AttemptFailed(502, f"Provider connection failed: {type(exc).__name__}") from None
     if response.status != 200:
         try:
             payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            upstream.read_failed(exc)
+        except (upstream.UpstreamError, TimeoutError):
             payload = b""
         response.release()
         message, retry_after = prepared.adapter.parse_error(response.status, payload, response.headers)
@@ -225,8 +223,7 @@ async def upstream_json(prepared: Prepared, parse: Callable[[bytes], dict]) -> d
     response = await upstream_open(prepared)
     try:
         payload = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        upstream.read_failed(exc)
+    except (upstream.UpstreamError, TimeoutError):
         raise AttemptFailed(502, "Provider connection dropped") from None
     finally:
         response.release()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import orjson
 from django.conf import settings
 
@@ -118,7 +117,7 @@ class SseResponder:
         self.lock = asyncio.Lock()
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.watcher: asyncio.Task | None = None
-        self.upstream_response: aiohttp.ClientResponse | None = None
+        self.upstream_response: upstream.UpstreamResponse | None = None
 
     async def __aenter__(self) -> SseResponder:
         loop = asyncio.get_running_loop()
@@ -205,7 +204,7 @@ class SseResponder:
         failed = False
         try:
             try:
-                async for data in response.content.iter_any():
+                async for data in response:
                     out = state.feed(translator.feed(data))
                     if out:
                         if not call.streaming_committed:
@@ -218,8 +217,7 @@ class SseResponder:
                     out = state.feed(translator.end())
                     if out and call.streaming_committed:
                         await call.send({"type": "http.response.body", "body": out, "more_body": True})
-            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-                upstream.read_failed(exc)  # the client left: aiohttp's shared "Connection closed" error
+            except (upstream.UpstreamError, TimeoutError, ConnectionError) as exc:
                 if not call.streaming_committed and not call.disconnected:
                     raise AttemptFailed(502, f"Provider stream failed: {type(exc).__name__}") from None
                 failed = not call.disconnected

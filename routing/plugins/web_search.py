@@ -12,6 +12,7 @@ development and tests are deterministic and offline.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 from django.conf import settings
 
@@ -162,11 +162,10 @@ class ExaSearchBackend:
 
     name = "exa"
 
-    def __init__(self, api_key: str, *, url: str = EXA_SEARCH_URL, timeout: float = 10.0, session=None) -> None:
+    def __init__(self, api_key: str, *, url: str = EXA_SEARCH_URL, timeout: float = 10.0) -> None:
         self.api_key = api_key
         self.url = url
         self.timeout = timeout
-        self._session = session
 
     def __repr__(self) -> str:
         return f"ExaSearchBackend(url={self.url!r})"  # never the key
@@ -211,15 +210,16 @@ class ExaSearchBackend:
         body = orjson.dumps(self.request_body(
             query, max_results=max_results, include_domains=include_domains, exclude_domains=exclude_domains
         ))
-        session = self._session or upstream.session()
         try:
-            async with session.post(
-                self.url, data=body, headers=self.request_headers(), timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as response:
-                payload = await response.read()
-                if response.status != 200:
-                    raise SearchError(f"Exa returned HTTP {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(self.timeout):
+                response = await upstream.send(self.url, self.request_headers(), body, read_timeout=self.timeout)
+                try:
+                    payload = await response.read()
+                finally:
+                    response.release()
+            if response.status != 200:
+                raise SearchError(f"Exa returned HTTP {response.status}")
+        except (upstream.UpstreamError, TimeoutError) as exc:
             raise SearchError(f"Exa request failed: {type(exc).__name__}") from None
         try:
             data = orjson.loads(payload)

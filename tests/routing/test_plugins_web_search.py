@@ -9,6 +9,7 @@ import pytest
 
 from billing.money import usd_to_nanos
 from openrouter_site.errors import BadRequest
+from routing import upstream
 from routing.plugins.web_search import (
     DEFAULT_SEARCH_PROMPT,
     ExaSearchBackend,
@@ -221,15 +222,13 @@ def test_exa_search_over_http_against_a_local_stand_in():
         await site.start()
         port = runner.addresses[0][1]
         try:
-            import aiohttp
-
-            async with aiohttp.ClientSession() as session:
-                backend = ExaSearchBackend("exa-key", url=f"http://127.0.0.1:{port}/search", session=session)
-                results = await backend.search("fusion", max_results=1, include_domains=("nature.com",))
-                with pytest.raises(SearchError, match="HTTP 401"):
-                    await backend.search("fail", max_results=1)
+            backend = ExaSearchBackend("exa-key", url=f"http://127.0.0.1:{port}/search")
+            results = await backend.search("fusion", max_results=1, include_domains=("nature.com",))
+            with pytest.raises(SearchError, match="HTTP 401"):
+                await backend.search("fail", max_results=1)
             return results
         finally:
+            await upstream.close()
             await runner.cleanup()
 
     results = asyncio.run(run())

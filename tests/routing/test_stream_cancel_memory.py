@@ -1,11 +1,11 @@
 """Abandoned streams do not stay in memory: a soak-found leak, proved through the live server.
 
-When a client leaves mid-stream the gateway closes the upstream response, and aiohttp raises
-one shared module-level ``ClientConnectionError("Connection closed")`` into the reading
-coroutine. Each raise prepended that request's frames to the shared object's traceback, so
-every abandoned stream (its responder, call state, body, stream state) stayed reachable for the
-life of the process: ``bench/soak.py`` grew each worker ~130 MB an hour. ``routing.upstream.
-read_failed`` drops the traceback where the error is caught.
+When a client leaves mid-stream the gateway closes the upstream response and the reading
+coroutine gets an error. With aiohttp that was one shared module-level ``ClientConnectionError``
+whose traceback grew by each abandoned request's frames, so every abandoned stream (its
+responder, call state, body, stream state) stayed reachable for the life of the process:
+``bench/soak.py`` grew each worker ~130 MB an hour. The provider client now raises a new
+``ConnectionDropped`` per read; this test keeps any such path from coming back.
 """
 
 from __future__ import annotations
