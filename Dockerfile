@@ -6,4 +6,4 @@ COPY pyproject.toml ./
 RUN pip install .
 COPY . .
 EXPOSE 8000
-CMD ["uvicorn", "openrouter_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+CMD ["python", "-m", "openrouter_site.uvicorn_server", "openrouter_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]

@@ -419,7 +419,7 @@ def gateway_command(server_name: str, port: int, processes: int = 1) -> list[str
     return [
         PYTHON,
         "-m",
-        "uvicorn",
+        "openrouter_site.uvicorn_server",  # uvicorn, one write per answer (as the Procfile runs it)
         "--host",
         HOST,
         "--port",

@@ -2,7 +2,7 @@
 
 Every attempt the gateway makes is one POST to a provider, and the client's own work is paid on every
 request: aiohttp spent about 105 µs of CPU per request against the zero-delay simulator on this
-machine, this client about 40 (see README, "Why aiohttp, orjson and uvicorn on the hot path"). It is
+machine, this client about 40 (see README, "Why httptools, orjson and uvicorn on the hot path"). It is
 small because the job is: one method, a body already in bytes, keep-alive connections per origin,
 answers parsed by httptools (llhttp, in C: what uvicorn and Daphne's layer here use), gzip and
 deflate decoded, and nothing else (no cookies: a provider's Set-Cookie never rides along on another

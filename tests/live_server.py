@@ -13,6 +13,8 @@ import time
 
 import uvicorn
 
+from openrouter_site.uvicorn_server import TurnHttpToolsProtocol
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -25,7 +27,8 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning", access_log=False, loop="asyncio"
+            app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning", access_log=False, loop="asyncio",
+            http=TurnHttpToolsProtocol,  # as deployed: one write per answer (openrouter_site/uvicorn_server.py)
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-asgi-server", daemon=True)

@@ -69,7 +69,11 @@ class GatewayProcess:
         cmd = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "openrouter_site.uvicorn_server",  # uvicorn as deployed (Procfile)
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--host",
             "127.0.0.1",
             "--port",
