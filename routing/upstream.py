@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
+import socket
 import ssl
 import weakref
 import zlib
@@ -37,6 +39,7 @@ USER_AGENT = "openrouter-gateway/0.1"
 IDLE_SECONDS = 30.0  # a pooled connection idle longer than this is closed instead of reused
 IDLE_PER_ORIGIN = 256  # connections kept for reuse per provider origin; more are closed when released
 PAUSE_BYTES = 256 * 1024  # buffered and not yet taken: reading pauses until the reader catches up
+DNS_SECONDS = 300.0  # how long a provider host's looked-up addresses are reused
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a provider's answer (decoded) larger than this is refused
 FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
 SET_BY_THE_CLIENT = frozenset({"host", "user-agent", "accept-encoding", "content-length", "transfer-encoding", "connection"})
@@ -90,6 +93,15 @@ def target(url: str) -> tuple[tuple[str, str, int], str, bytes]:
     if any(c in path for c in " \r\n\0"):
         raise ConnectFailed("the URL's path holds a space or a control character")
     return (scheme, host, port), host_header, path.encode("ascii", "strict")
+
+
+@functools.lru_cache(maxsize=1024)
+def numeric(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -389,6 +401,8 @@ class Pool:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self.resolved: dict[tuple[str, int], tuple[float, list[tuple[int, tuple]]]] = {}
+        self.resolving: dict[tuple[str, int], asyncio.Task] = {}
 
     def take(self, origin: tuple[str, str, int]) -> Connection | None:
         idle = self.idle.get(origin)
@@ -417,18 +431,54 @@ class Pool:
         scheme, host, port = origin
         try:
             async with asyncio.timeout(timeout):
-                _transport, connection = await self.loop.create_connection(
-                    lambda: Connection(self, origin),
-                    host,
-                    port,
-                    ssl=tls_context() if scheme == "https" else None,
-                    server_hostname=host if scheme == "https" else None,
-                )
+                addresses = await self.addresses(host, port)
+                for index, (family, address) in enumerate(addresses):
+                    try:
+                        _transport, connection = await self.loop.create_connection(
+                            lambda: Connection(self, origin),
+                            address[0],
+                            address[1],
+                            family=family,
+                            ssl=tls_context() if scheme == "https" else None,
+                            server_hostname=host if scheme == "https" else None,
+                        )
+                        return connection
+                    except OSError:
+                        if index == len(addresses) - 1:
+                            raise
         except TimeoutError:
             raise TimeoutError(f"connecting to {host}:{port} timed out") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"connecting to {host}:{port} failed: {type(exc).__name__}") from None
-        return connection
+        raise ConnectFailed(f"{host} has no address")
+
+    async def addresses(self, host: str, port: int) -> list[tuple[int, tuple]]:
+        """``host``'s addresses, looked up once per ``DNS_SECONDS`` (a burst of new connections to one
+        provider asks the resolver once, as aiohttp's DNS cache did); an IP address is its own."""
+        if numeric(host):
+            return [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+        key = (host, port)
+        cached = self.resolved.get(key)
+        if cached is not None and cached[0] > self.loop.time():
+            return cached[1]
+        pending = self.resolving.get(key)
+        if pending is None:
+            pending = self.resolving[key] = self.loop.create_task(self.resolve(host, port))
+            pending.add_done_callback(self.resolved_done)
+        return await asyncio.shield(pending)
+
+    def resolved_done(self, task: asyncio.Task) -> None:
+        self.resolving = {key: pending for key, pending in self.resolving.items() if pending is not task}
+        if not task.cancelled():
+            task.exception()  # retrieved here: its callers may all have given up waiting
+
+    async def resolve(self, host: str, port: int) -> list[tuple[int, tuple]]:
+        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys((family, address[:2]) for family, _type, _proto, _name, address in infos))
+        if len(self.resolved) > 1024:
+            self.resolved.clear()
+        self.resolved[(host, port)] = (self.loop.time() + DNS_SECONDS, addresses)
+        return addresses
 
     def close(self) -> None:
         for idle in self.idle.values():

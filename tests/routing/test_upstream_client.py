@@ -391,12 +391,34 @@ def test_headers_that_would_split_the_request_are_refused_before_anything_is_sen
     assert run(keep_alive_echo, scenario)["requests"] == []
 
 
+def test_a_host_name_is_looked_up_once_for_a_burst_of_new_connections(monkeypatch):
+    lookups = []
+    resolve = upstream.Pool.resolve
+
+    async def counted(self, host, port):
+        lookups.append(host)
+        return await resolve(self, host, port)
+
+    monkeypatch.setattr(upstream.Pool, "resolve", counted)
+
+    async def scenario(url, state):
+        named = url.replace("127.0.0.1", "localhost")  # localhost may come back as ::1 first: the next is tried
+        results = await asyncio.gather(*(post(named) for _ in range(8)))
+        assert results == [(200, b'{"echo": 2}')] * 8
+        assert await post(named) == (200, b'{"echo": 2}')
+
+    state = run(keep_alive_echo, scenario)
+    assert lookups == ["localhost"] and state["connections"] == 8
+
+
 def test_nothing_listening_is_connect_failed_and_other_schemes_are_refused():
     async def scenario():
         with pytest.raises(upstream.ConnectFailed):
             await upstream.send("http://127.0.0.1:9/v1/chat/completions", {}, b"{}")
         with pytest.raises(upstream.ConnectFailed, match="not an http"):
             await upstream.send("ftp://example.com/x", {}, b"{}")
+        with pytest.raises(upstream.ConnectFailed, match="no-such-host.invalid"):
+            await upstream.send("http://no-such-host.invalid/v1", {}, b"{}")
         await upstream.close()
 
     asyncio.run(scenario())
