@@ -198,8 +198,12 @@ async def plan_request(
     if key is not None and key.guardrails:
         models = guardrails_apply(models, key.guardrails)
     preferences = with_account_privacy(preferences_parse(body.get("provider"), route=body.get("route")), key)
-    sticky_key = conversation_key(account_id=account_id, model=models[0].slug, body=body, session_id=session_id)
-    sticky_id = await sticky_get(sticky_key) if not preferences.order and _may_stick(models, session_id) else None
+    sticky_key = (  # hashing the conversation only where a stickiness can be looked up or stored
+        conversation_key(account_id=account_id, model=models[0].slug, body=body, session_id=session_id)
+        if _may_stick(models, session_id)
+        else None
+    )
+    sticky_id = await sticky_get(sticky_key) if sticky_key and not preferences.order else None
     route = plan_route(
         models=models,
         preferences=preferences,

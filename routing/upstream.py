@@ -490,11 +490,18 @@ class Pool:
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
 
 
+_last: list[Pool | None] = [None]  # the pool of the loop asked last: one loop per server process, no lookup
+
+
 def pool() -> Pool:
     loop = asyncio.get_running_loop()
+    current = _last[0]
+    if current is not None and current.loop is loop:
+        return current
     current = _pools.get(loop)
     if current is None:
         current = _pools[loop] = Pool(loop)
+    _last[0] = current
     return current
 
 
@@ -531,5 +538,6 @@ async def send(url: str, headers: dict[str, str], body: bytes, *, read_timeout: 
 async def close() -> None:
     """Close this event loop's pooled connections (the server's shutdown; a test's own loop)."""
     current = _pools.pop(asyncio.get_running_loop(), None)
+    _last[0] = None
     if current is not None:
         current.close()
