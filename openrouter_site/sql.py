@@ -21,15 +21,26 @@ def row_lock() -> str:
 
 
 def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence], suffix: str = "") -> None:
-    """``INSERT INTO table (columns) VALUES (...) suffix`` for each of ``rows``, with ``executemany``:
-    the statement text is the same whatever the row count, so psycopg converts its placeholders once
-    (its query cache) and pipelines the rows; a multi-row ``VALUES`` measured slower (a new text for
-    each row count: converted by psycopg and parsed by PostgreSQL every time).
-    ``suffix`` is e.g. an ``ON CONFLICT ...`` clause."""
+    """``INSERT INTO table (columns) VALUES (...) suffix`` for each of ``rows``. ``suffix`` is e.g. an
+    ``ON CONFLICT ...`` clause.
+
+    PostgreSQL without a suffix: ``COPY ... FROM STDIN``. Django's psycopg cursor binds parameters on
+    the client, so each row of an ``executemany`` reached PostgreSQL as its own statement text to
+    parse and plan: about 166 µs of PostgreSQL's CPU per request at c=16 (a generation and a ledger
+    entry each), a sixth of this 2-core machine at 2,000 req/s. COPY parses rows, not statements;
+    constraints hold as for ``INSERT`` (a repeated unique key fails the batch). Otherwise (SQLite,
+    upserts) ``executemany``: the statement text is the same whatever the row count, so psycopg
+    converts its placeholders once and pipelines the rows; a multi-row ``VALUES`` measured slower
+    (a new text for each row count)."""
     if not rows:
         return
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})" + (f" {suffix}" if suffix else "")
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and not suffix:
+            with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})" + (f" {suffix}" if suffix else "")
         cursor.executemany(sql, rows)
 
 
