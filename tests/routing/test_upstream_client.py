@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import shutil
+import ssl
+import subprocess
 import zlib
 from collections.abc import Awaitable, Callable
 
@@ -38,8 +41,11 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | No
     return head, await reader.readexactly(length)
 
 
-def run(handler: Handler, scenario: Callable[[str, dict], Awaitable[None]]) -> dict:
-    """Serve ``handler`` on a free port and run ``scenario(url, state)`` against it on a fresh loop."""
+def run(
+    handler: Handler, scenario: Callable[[str, dict], Awaitable[None]], tls: ssl.SSLContext | None = None
+) -> dict:
+    """Serve ``handler`` on a free port and run ``scenario(url, state)`` against it on a fresh loop
+    (over TLS with ``tls``, the server's context)."""
     state: dict = {"connections": 0, "requests": []}
 
     async def main() -> None:
@@ -50,10 +56,10 @@ def run(handler: Handler, scenario: Callable[[str, dict], Awaitable[None]]) -> d
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+        server = await asyncio.start_server(on_connection, "127.0.0.1", 0, ssl=tls)
         port = server.sockets[0].getsockname()[1]
         try:
-            await scenario(f"http://127.0.0.1:{port}/v1/chat/completions", state)
+            await scenario(f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1/chat/completions", state)
         finally:
             await upstream.close()
             server.close()
@@ -422,3 +428,42 @@ def test_nothing_listening_is_connect_failed_and_other_schemes_are_refused():
         await upstream.close()
 
     asyncio.run(scenario())
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 and localhost (openssl's command line)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, cert
+
+
+def test_https_with_a_trusted_certificate_keeps_its_connection(certificate, monkeypatch):
+    server, cert = certificate
+    trusting = ssl.create_default_context(cafile=str(cert))
+    monkeypatch.setattr(upstream, "tls_context", lambda: trusting)
+
+    async def scenario(url, state):
+        assert url.startswith("https://")
+        for size in (3, 4):
+            assert await post(url, b"x" * size) == (200, b'{"echo": %d}' % size)
+
+    assert run(keep_alive_echo, scenario, tls=server)["connections"] == 1
+
+
+def test_https_with_a_certificate_nobody_vouches_for_is_connect_failed(certificate):
+    server, _cert = certificate  # the system's trust store, as deployed: a self-signed certificate is refused
+
+    async def scenario(url, state):
+        with pytest.raises(upstream.ConnectFailed):
+            await post(url)
+
+    assert run(keep_alive_echo, scenario, tls=server)["requests"] == []
