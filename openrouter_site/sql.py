@@ -34,13 +34,14 @@ def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[Sequence],
     (a new text for each row count)."""
     if not rows:
         return
+    names = ", ".join(columns)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and not suffix:
-            with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             return
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})" + (f" {suffix}" if suffix else "")
+        sql = f"INSERT INTO {table} ({names}) VALUES ({marks(len(columns))})" + (f" {suffix}" if suffix else "")
         cursor.executemany(sql, rows)
 
 

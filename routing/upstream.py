@@ -212,6 +212,14 @@ class Connection(asyncio.Protocol):
 
     # the client's side
 
+    def exchange(self, request: bytes, timeout: float) -> UpstreamResponse:
+        """Send one request; its answer arrives in the response returned."""
+        self.response = response = UpstreamResponse(self, timeout)
+        self.answered = self.keep_alive = False
+        self.last_data = self.pool.loop.time()
+        self.transport.write(request)
+        return response
+
     def fail(self, exc: BaseException) -> None:
         if self.response is not None and not self.response.done:
             self.response.fail(exc)
@@ -464,11 +472,11 @@ class Pool:
         pending = self.resolving.get(key)
         if pending is None:
             pending = self.resolving[key] = self.loop.create_task(self.resolve(host, port))
-            pending.add_done_callback(self.resolved_done)
+            pending.add_done_callback(functools.partial(self.resolved_done, key))
         return await asyncio.shield(pending)
 
-    def resolved_done(self, task: asyncio.Task) -> None:
-        self.resolving = {key: pending for key, pending in self.resolving.items() if pending is not task}
+    def resolved_done(self, key: tuple[str, int], task: asyncio.Task) -> None:
+        del self.resolving[key]
         if not task.cancelled():
             task.exception()  # retrieved here: its callers may all have given up waiting
 
@@ -516,11 +524,7 @@ async def send(url: str, headers: dict[str, str], body: bytes, *, read_timeout: 
         reused = connection is not None
         if connection is None:
             connection = await current.connect(origin, settings.GATEWAY_CONNECT_TIMEOUT)
-        response = UpstreamResponse(connection, timeout)
-        connection.response = response
-        connection.answered = connection.keep_alive = False
-        connection.last_data = current.loop.time()
-        connection.transport.write(data)
+        response = connection.exchange(data, timeout)
         try:
             while not response.status and response.error is None:
                 await response.wait()

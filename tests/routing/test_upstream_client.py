@@ -41,6 +41,22 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | No
     return head, await reader.readexactly(length)
 
 
+def replying(raw: bytes, *, then_sleep: float | None = None) -> Handler:
+    """A provider that reads one request and writes ``raw``; then it waits for the next request on the
+    connection, or ``then_sleep`` seconds."""
+
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        if then_sleep is None:
+            await read_request(reader)
+        else:
+            await asyncio.sleep(then_sleep)
+
+    return handler
+
+
 def run(
     handler: Handler, scenario: Callable[[str, dict], Awaitable[None]], tls: ssl.SSLContext | None = None
 ) -> dict:
@@ -157,17 +173,11 @@ def test_compressed_answers_are_decoded(encoding, encode):
     ],
 )
 def test_an_answer_it_cannot_read_is_a_bad_response(raw, error):
-    async def handler(reader, writer, state):
-        await read_request(reader)
-        writer.write(raw)
-        await writer.drain()
-        await asyncio.sleep(0.2)
-
     async def scenario(url, state):
         with pytest.raises(upstream.BadResponse, match=error):
             await post(url)
 
-    run(handler, scenario)
+    run(replying(raw, then_sleep=0.2), scenario)
 
 
 def test_a_body_without_a_length_ends_with_the_connection_and_is_not_reused():
@@ -184,11 +194,7 @@ def test_a_body_without_a_length_ends_with_the_connection_and_is_not_reused():
 
 
 def test_an_informational_answer_is_skipped():
-    async def handler(reader, writer, state):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + answer(b"ok", headers=("X-Real: 1",)))
-        await writer.drain()
-        await read_request(reader)
+    early_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
 
     async def scenario(url, state):
         response = await upstream.send(url, {}, b"{}")
@@ -196,16 +202,10 @@ def test_an_informational_answer_is_skipped():
         assert response.headers.get("x-real") == "1" and "link" not in response.headers
         response.release()
 
-    run(handler, scenario)
+    run(replying(early_hints + answer(b"ok", headers=("X-Real: 1",))), scenario)
 
 
 def test_error_answers_keep_their_status_and_headers():
-    async def handler(reader, writer, state):
-        await read_request(reader)
-        writer.write(answer(b'{"error": "slow down"}', status="429 Too Many Requests", headers=("Retry-After: 7",)))
-        await writer.drain()
-        await read_request(reader)
-
     async def scenario(url, state):
         response = await upstream.send(url, {}, b"{}")
         assert response.status == 429 and response.headers.get("Retry-After") == "7"
@@ -213,7 +213,7 @@ def test_error_answers_keep_their_status_and_headers():
         assert await response.read() == b'{"error": "slow down"}'
         response.release()
 
-    run(handler, scenario)
+    run(replying(answer(b'{"error": "slow down"}', status="429 Too Many Requests", headers=("Retry-After: 7",))), scenario)
 
 
 def test_a_pooled_connection_closed_by_the_provider_is_retried_once_on_a_new_one():
@@ -374,18 +374,13 @@ def test_a_slow_compressed_stream_does_not_time_out_on_bytes_that_decode_to_noth
 
 def test_an_answer_over_the_limit_is_refused(monkeypatch):
     monkeypatch.setattr(upstream, "MAX_BODY_BYTES", 1000)
-
-    async def handler(reader, writer, state):
-        await read_request(reader)
-        writer.write(answer(gzip.compress(b"x" * 5000), headers=("Content-Encoding: gzip",)))  # small on the wire
-        await writer.drain()
-        await asyncio.sleep(0.2)
+    small_on_the_wire = answer(gzip.compress(b"x" * 5000), headers=("Content-Encoding: gzip",))
 
     async def scenario(url, state):
         with pytest.raises(upstream.BadResponse, match="too large"):
             await post(url)
 
-    run(handler, scenario)
+    run(replying(small_on_the_wire, then_sleep=0.2), scenario)
 
 
 def test_headers_that_would_split_the_request_are_refused_before_anything_is_sent():
